@@ -1,0 +1,1 @@
+"""drpo_rl.models."""
