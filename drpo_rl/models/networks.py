@@ -1,0 +1,102 @@
+"""Plain ``nn.Module`` networks shared by the actors and critics (no TensorDict keys here)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrl.modules import MLP
+
+__all__ = ["TwoTowerScores", "make_mlp"]
+
+
+def make_mlp(in_features: int, out_features: int, *, num_cells: int = 128, depth: int = 2) -> MLP:
+    """The paper's network: ``depth`` hidden layers of ``num_cells`` units with ReLU.
+
+    Several inputs are concatenated on the last dimension (TorchRL's ``MLP`` does it), which
+    is how ``Q(s, a)`` takes ``(observation, action)``.
+
+    Examples:
+        >>> net = make_mlp(4, 3, depth=2)
+        >>> net(torch.zeros(5, 4)).shape
+        torch.Size([5, 3])
+        >>> sum(isinstance(m, nn.Linear) for m in net)
+        3
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1 hidden layer, got {depth}")
+    if num_cells < 1:
+        raise ValueError(f"num_cells must be >= 1, got {num_cells}")
+    return MLP(
+        in_features=in_features,
+        out_features=out_features,
+        num_cells=[num_cells] * depth,
+        activation_class=nn.ReLU,
+    )
+
+
+class TwoTowerScores(nn.Module):
+    """Scores of every catalogue item for a state: ``user_tower(s) @ item_embeddings.T``.
+
+    The user tower is an MLP from the observation to the embedding space. The item tower is
+    the embedding table itself: the environment's catalogue embeddings (fixed by default, so
+    that the scores generalise to every item through the catalogue geometry) or a learnable
+    table (``learnable=True``, initialised from the given embeddings or at random when only
+    ``num_items``/``embedding_dim`` are given). A large catalogue then costs one matrix
+    product instead of an ``[hidden, num_items]`` output layer per network.
+
+    Args:
+        obs_dim (int): observation size.
+
+    Keyword Args:
+        item_embeddings (torch.Tensor, optional): ``[num_items, d]`` initial/fixed table.
+        num_items (int, optional): catalogue size when no table is given.
+        embedding_dim (int, optional): ``d`` when no table is given.
+        learnable (bool): train the table. Forced to ``True`` when no table is given.
+        num_cells (int), depth (int): user tower size.
+
+    Examples:
+        >>> emb = torch.randn(50, 8)
+        >>> scores = TwoTowerScores(16, item_embeddings=emb)
+        >>> scores(torch.zeros(3, 16)).shape
+        torch.Size([3, 50])
+        >>> "item_embeddings" in dict(scores.named_buffers())  # fixed: a buffer
+        True
+        >>> TwoTowerScores(16, num_items=50, embedding_dim=8).item_embeddings.requires_grad
+        True
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        *,
+        item_embeddings: torch.Tensor | None = None,
+        num_items: int | None = None,
+        embedding_dim: int | None = None,
+        learnable: bool = False,
+        num_cells: int = 128,
+        depth: int = 2,
+    ) -> None:
+        super().__init__()
+        if item_embeddings is None:
+            if num_items is None or embedding_dim is None:
+                raise ValueError(
+                    "TwoTowerScores needs item_embeddings, or num_items and embedding_dim to "
+                    "learn a table from scratch"
+                )
+            # Small init keeps the initial logits near uniform.
+            table = torch.randn(num_items, embedding_dim) / embedding_dim**0.5
+            learnable = True
+        else:
+            if item_embeddings.ndim != 2:
+                raise ValueError(
+                    f"item_embeddings must be [num_items, d], got {tuple(item_embeddings.shape)}"
+                )
+            table = item_embeddings.detach().clone().float()
+        if learnable:
+            self.item_embeddings = nn.Parameter(table)
+        else:
+            self.register_buffer("item_embeddings", table)
+        self.user_tower = make_mlp(obs_dim, table.shape[1], num_cells=num_cells, depth=depth)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.user_tower(observation) @ self.item_embeddings.T
