@@ -1,0 +1,265 @@
+"""Frozen dataclass configs of the simulated-user environments.
+
+A config describes the simulated world (catalogue, users, reward, session dynamics); it is
+validated at construction so that a bad value fails early with the name of the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+ACTION_TYPES = ("embedding", "item")
+
+
+def _require(condition: bool, field: str, expected: str, value: object) -> None:
+    if not condition:
+        raise ValueError(f"config field {field!r}: expected {expected}, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class SessionDynamics:
+    """The session rules a config implies; the bandit is the session with this set to none.
+
+    Not a user-facing config: `RecSimConfig.dynamics()` and `UserSessionConfig.dynamics()`
+    build it so that one environment core serves both.
+    """
+
+    max_length: int
+    drift_rate: float
+    fatigue_strength: float
+    fatigue_decay: float
+    patience: float
+    history_length: int
+    observe_step: bool
+
+    @property
+    def static_users(self) -> bool:
+        """Whether the users' latent state can never change within an episode."""
+        return self.drift_rate == 0.0 and self.fatigue_strength == 0.0
+
+
+@dataclass(frozen=True)
+class RecSimConfig:
+    """Configuration of the paper's simulator (`RecSimBandit`, horizon 1).
+
+    Catalogue: `num_clusters` centres drawn uniformly on the unit sphere of R^d; each item
+    picks a centre with probability `mixture_weights` and adds isotropic Gaussian noise of
+    standard deviation `cluster_spread` per coordinate. Popularity is Zipfian: the item of
+    popularity rank k (ranks are a random permutation) has probability proportional to
+    k^-zipf_exponent. The catalogue is drawn from `catalogue_seed` only.
+
+    Users: a user picks a centre with probability `mixture_weights`; its latent preference
+    u* is that centre plus Gaussian noise of standard deviation `user_spread`, normalised to
+    unit length (users live near the clusters, so that some items suit them well). The
+    observation is u* plus a per-user Gaussian offset of standard deviation
+    `observation_noise`, drawn once at reset.
+
+    Reward of item e: latent = exp(-(1 - cos(e, u*)) / (2 delta^2)); observed =
+    clip(latent + N(0, reward_noise^2), 0, 1).
+
+    Example:
+        >>> from envs.config import RecSimConfig
+        >>> RecSimConfig(num_items=50).num_items
+        50
+        >>> RecSimConfig(delta=0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: config field 'delta': expected a finite number > 0, got 0.0
+    """
+
+    num_items: int = 100
+    embedding_dim: int = 16
+    num_clusters: int = 8
+    mixture_weights: tuple[float, ...] | None = None
+    cluster_spread: float = 0.15
+    zipf_exponent: float = 1.0
+    catalogue_seed: int = 0
+    user_spread: float = 0.1
+    delta: float = 0.5
+    reward_noise: float = 0.1
+    observation_noise: float = 0.1
+    action_type: Literal["embedding", "item"] = "embedding"
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        for name in ("num_items", "embedding_dim", "num_clusters"):
+            value = getattr(self, name)
+            _require(_is_int(value) and value >= 1, name, "an integer >= 1", value)
+        _require(_is_int(self.catalogue_seed), "catalogue_seed", "an integer", self.catalogue_seed)
+        if self.mixture_weights is not None:
+            weights = self.mixture_weights
+            _require(
+                isinstance(weights, (tuple, list)) and len(weights) == self.num_clusters,
+                "mixture_weights",
+                f"None or a sequence of num_clusters={self.num_clusters} numbers",
+                weights,
+            )
+            _require(
+                all(_is_real(w) and math.isfinite(w) and w >= 0 for w in weights),
+                "mixture_weights",
+                "finite numbers >= 0",
+                weights,
+            )
+            _require(sum(weights) > 0, "mixture_weights", "a positive sum", weights)
+            # A list would make the frozen config unhashable; store the tuple it means.
+            object.__setattr__(self, "mixture_weights", tuple(float(w) for w in weights))
+        for name in ("cluster_spread", "user_spread", "reward_noise", "observation_noise"):
+            value = getattr(self, name)
+            _require(
+                _is_real(value) and math.isfinite(value) and value >= 0,
+                name,
+                "a finite number >= 0",
+                value,
+            )
+        for name in ("delta",):
+            value = getattr(self, name)
+            _require(
+                _is_real(value) and math.isfinite(value) and value > 0,
+                name,
+                "a finite number > 0",
+                value,
+            )
+        _require(
+            _is_real(self.zipf_exponent)
+            and math.isfinite(self.zipf_exponent)
+            and self.zipf_exponent >= 0,
+            "zipf_exponent",
+            "a finite number >= 0",
+            self.zipf_exponent,
+        )
+        _require(
+            self.action_type in ACTION_TYPES,
+            "action_type",
+            f"one of {ACTION_TYPES}",
+            self.action_type,
+        )
+
+    def dynamics(self) -> SessionDynamics:
+        """The bandit: one step, users never change, nothing but u* is observed."""
+        return SessionDynamics(
+            max_length=1,
+            drift_rate=0.0,
+            fatigue_strength=0.0,
+            fatigue_decay=0.0,
+            patience=math.inf,
+            history_length=0,
+            observe_step=False,
+        )
+
+    @classmethod
+    def from_overrides(cls, **overrides: object) -> RecSimConfig:
+        """Build a config from keyword overrides, naming the valid fields on a typo.
+
+        Example:
+            >>> from envs.config import UserSessionConfig
+            >>> UserSessionConfig.from_overrides(max_length=3).max_length
+            3
+        """
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"unknown config field(s) {unknown} for {cls.__name__}; valid fields: {valid}"
+            )
+        return cls(**overrides)
+
+
+@dataclass(frozen=True)
+class UserSessionConfig(RecSimConfig):
+    """Configuration of multi-step sessions (`UserSession`) on the RecSim catalogue.
+
+    Adds to `RecSimConfig` (whose catalogue, users and reward it shares):
+
+    - `max_length`: the user leaves after this many items at most.
+    - `drift_rate`: after consuming item e with observed reward r, the preference moves to
+      normalise((1 - drift_rate * r) u + drift_rate * r * e / |e|).
+    - `fatigue_strength`, `fatigue_decay`: each user keeps a fatigue level per cluster,
+      f <- fatigue_decay * f + onehot(cluster of the shown item); an item's latent reward
+      is multiplied by exp(-fatigue_strength * f[its cluster]).
+    - `patience`: starting patience; each step costs (1 - r), and the user leaves when it
+      reaches 0 (a fully satisfying item costs nothing).
+    - `history_length`: how many recent items the observation shows.
+    - `action_type` defaults to "item" here.
+
+    Example:
+        >>> from envs.config import UserSessionConfig
+        >>> UserSessionConfig(max_length=1, drift_rate=0.0).dynamics().max_length
+        1
+        >>> UserSessionConfig(fatigue_decay=1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: config field 'fatigue_decay': expected a number in [0, 1), got 1.5
+    """
+
+    action_type: Literal["embedding", "item"] = "item"
+    max_length: int = 20
+    drift_rate: float = 0.1
+    fatigue_strength: float = 0.3
+    fatigue_decay: float = 0.8
+    patience: float = 5.0
+    history_length: int = 5
+
+    def _validate(self) -> None:
+        super()._validate()
+        _require(
+            _is_int(self.max_length) and self.max_length >= 1,
+            "max_length",
+            "an integer >= 1",
+            self.max_length,
+        )
+        _require(
+            _is_int(self.history_length) and self.history_length >= 0,
+            "history_length",
+            "an integer >= 0",
+            self.history_length,
+        )
+        _require(
+            _is_real(self.drift_rate) and 0 <= self.drift_rate <= 1,
+            "drift_rate",
+            "a number in [0, 1]",
+            self.drift_rate,
+        )
+        _require(
+            _is_real(self.fatigue_strength)
+            and math.isfinite(self.fatigue_strength)
+            and self.fatigue_strength >= 0,
+            "fatigue_strength",
+            "a finite number >= 0",
+            self.fatigue_strength,
+        )
+        _require(
+            _is_real(self.fatigue_decay) and 0 <= self.fatigue_decay < 1,
+            "fatigue_decay",
+            "a number in [0, 1)",
+            self.fatigue_decay,
+        )
+        _require(
+            _is_real(self.patience) and self.patience > 0,
+            "patience",
+            "a number > 0 (math.inf for no leave model)",
+            self.patience,
+        )
+
+    def dynamics(self) -> SessionDynamics:
+        return SessionDynamics(
+            max_length=self.max_length,
+            drift_rate=float(self.drift_rate),
+            fatigue_strength=float(self.fatigue_strength),
+            fatigue_decay=float(self.fatigue_decay),
+            patience=float(self.patience),
+            history_length=self.history_length,
+            observe_step=True,
+        )

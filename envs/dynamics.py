@@ -1,0 +1,185 @@
+"""The rules of the simulated users, as pure batched torch functions.
+
+Every environment of the suite (bandit, session, their Gymnasium faces) runs these and
+only these, so each rule lives here once. Shapes: B users, N items, C clusters, d dims,
+K history slots. Nothing here synchronises with the device.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+
+from envs.catalogue import Catalogue
+from envs.config import RecSimConfig, SessionDynamics
+
+
+def sample_preferences(
+    catalogue: Catalogue, num_users: int, spread: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Unit-length latent preferences u* [B, d], each near a mixture centre."""
+    device = catalogue.device
+    component = torch.multinomial(
+        catalogue.mixture_weights, num_users, replacement=True, generator=generator
+    )
+    noise = torch.randn(num_users, catalogue.centres.shape[1], generator=generator, device=device)
+    return torch.nn.functional.normalize(catalogue.centres[component] + spread * noise, dim=-1)
+
+
+def affinity(unit_embeddings: torch.Tensor, preference: torch.Tensor, delta: float) -> torch.Tensor:
+    """exp(-(1 - cos(e, u)) / (2 delta^2)) for every item e and user u: [B, N].
+
+    `unit_embeddings` [N, d] and `preference` [B, d] must both have unit rows.
+    """
+    cosine = preference @ unit_embeddings.T
+    return torch.exp((cosine - 1.0) / (2.0 * delta * delta)).clamp_(0.0, 1.0)
+
+
+def fatigue_factor(fatigue: torch.Tensor, cluster: torch.Tensor, strength: float) -> torch.Tensor:
+    """exp(-strength * fatigue[u, cluster(e)]) for every item e and user u: [B, N]."""
+    return torch.exp(-strength * fatigue[:, cluster])
+
+
+def item_rewards(
+    catalogue: Catalogue,
+    preference: torch.Tensor,
+    fatigue: torch.Tensor,
+    delta: float,
+    fatigue_strength: float,
+) -> torch.Tensor:
+    """The noiseless (latent) reward of every item for every user's current state: [B, N]."""
+    rewards = affinity(catalogue.unit_embeddings, preference, delta)
+    if fatigue_strength != 0.0:
+        rewards = rewards * fatigue_factor(fatigue, catalogue.cluster, fatigue_strength)
+    return rewards
+
+
+def decode_embedding(action: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
+    """The item of highest cosine similarity to each action embedding: int64 [B].
+
+    The action's own norm scales a whole row, so it cannot change the argmax.
+    """
+    return (action @ unit_embeddings.T).argmax(dim=-1)
+
+
+def observe_reward(
+    latent: torch.Tensor, noise_std: float, generator: torch.Generator
+) -> torch.Tensor:
+    """clip(latent + N(0, noise_std^2), 0, 1), same shape as `latent`."""
+    noise = torch.randn(latent.shape, generator=generator, device=latent.device)
+    return (latent + noise_std * noise).clamp_(0.0, 1.0)
+
+
+def drift_preference(
+    preference: torch.Tensor, item_unit: torch.Tensor, engagement: torch.Tensor, rate: float
+) -> torch.Tensor:
+    """Move each preference toward the consumed item, in proportion to the engagement."""
+    step = (rate * engagement).unsqueeze(-1)
+    return torch.nn.functional.normalize((1.0 - step) * preference + step * item_unit, dim=-1)
+
+
+def new_users(
+    catalogue: Catalogue,
+    config: RecSimConfig,
+    dynamics: SessionDynamics,
+    num_users: int,
+    generator: torch.Generator,
+) -> TensorDict:
+    """Freshly arrived users: their whole state at the start of an episode."""
+    device = catalogue.device
+    d = catalogue.centres.shape[1]
+    k = dynamics.history_length
+    preference = sample_preferences(catalogue, num_users, config.user_spread, generator)
+    view_offset = config.observation_noise * torch.randn(
+        num_users, d, generator=generator, device=device
+    )
+    fatigue = torch.zeros(num_users, catalogue.num_clusters, device=device)
+    return TensorDict(
+        {
+            "preference": preference,
+            "view_offset": view_offset,
+            "fatigue": fatigue,
+            "patience": torch.full((num_users,), dynamics.patience, device=device),
+            "step": torch.zeros(num_users, dtype=torch.int64, device=device),
+            "history_items": torch.full((num_users, k), -1, dtype=torch.int64, device=device),
+            "history_rewards": torch.zeros(num_users, k, device=device),
+            "item_rewards": item_rewards(
+                catalogue, preference, fatigue, config.delta, dynamics.fatigue_strength
+            ),
+        },
+        batch_size=[num_users],
+        device=device,
+    )
+
+
+def observe(catalogue: Catalogue, state: TensorDict, dynamics: SessionDynamics) -> torch.Tensor:
+    """The observation [B, obs_dim] of each user's state.
+
+    Layout: noisy u (d) | embeddings of the K most recent items, most recent first, zeros
+    for empty slots (K*d) | their observed rewards (K) | step / max_length (1, sessions
+    only).
+    """
+    parts = [state["preference"] + state["view_offset"]]
+    if dynamics.history_length > 0:
+        items = state["history_items"]
+        filled = (items >= 0).unsqueeze(-1)
+        embeddings = catalogue.embeddings[items.clamp(min=0)] * filled
+        parts += [embeddings.flatten(1), state["history_rewards"]]
+    if dynamics.observe_step:
+        parts.append((state["step"].to(torch.float32) / dynamics.max_length).unsqueeze(-1))
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+
+def observation_dim(embedding_dim: int, dynamics: SessionDynamics) -> int:
+    k = dynamics.history_length
+    return embedding_dim + k * embedding_dim + k + int(dynamics.observe_step)
+
+
+def consume(
+    catalogue: Catalogue,
+    config: RecSimConfig,
+    dynamics: SessionDynamics,
+    state: TensorDict,
+    item: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[TensorDict, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Show `item` [B] to every user: (next state, observed reward, latent reward, leaves).
+
+    Order of the rules: the reward is drawn from the current state; then the preference
+    drifts toward the item (weighted by the observed reward), the item's cluster gains
+    fatigue, patience drops by (1 - reward), and the user leaves once patience is spent or
+    `max_length` items were shown. Returns new tensors; `state` is not modified.
+    """
+    latent = state["item_rewards"].gather(-1, item.unsqueeze(-1)).squeeze(-1)
+    reward = observe_reward(latent, config.reward_noise, generator)
+    step = state["step"] + 1
+    patience = state["patience"] - (1.0 - reward)
+    leaves = (patience <= 0) | (step >= dynamics.max_length)
+    next_state = state.clone(recurse=False)
+    next_state["step"] = step
+    next_state["patience"] = patience
+    if dynamics.history_length > 0:
+        next_state["history_items"] = torch.cat(
+            [item.unsqueeze(-1), state["history_items"][:, :-1]], dim=-1
+        )
+        next_state["history_rewards"] = torch.cat(
+            [reward.unsqueeze(-1), state["history_rewards"][:, :-1]], dim=-1
+        )
+    if not dynamics.static_users:
+        preference = state["preference"]
+        if dynamics.drift_rate != 0.0:
+            preference = drift_preference(
+                preference, catalogue.unit_embeddings[item], reward, dynamics.drift_rate
+            )
+        fatigue = state["fatigue"]
+        if dynamics.fatigue_strength != 0.0:
+            clusters = torch.nn.functional.one_hot(
+                catalogue.cluster[item], catalogue.num_clusters
+            ).to(fatigue.dtype)
+            fatigue = dynamics.fatigue_decay * fatigue + clusters
+        next_state["preference"] = preference
+        next_state["fatigue"] = fatigue
+        next_state["item_rewards"] = item_rewards(
+            catalogue, preference, fatigue, config.delta, dynamics.fatigue_strength
+        )
+    return next_state, reward, latent, leaves
