@@ -1,0 +1,365 @@
+"""The offline-logs dataset: a read-only TorchRL replay buffer over a memory-mapped folder.
+
+On disk a dataset is one folder::
+
+    <path>/
+        storage/          the TensorDict, memory-mapped by ``LazyMemmapStorage``
+                          (tensordict's ``meta.json`` + one ``.memmap`` file per key, and
+                          TorchRL's ``storage_metadata.json``)
+        metadata.json     what produced the data (env config, scenario, seed, versions, ...)
+                          plus the storage layout
+        COMPLETE          written last: only a folder holding it is a dataset
+
+A dataset is written in a hidden sibling folder (``.<name>.partial-<pid>-<hex>``) and renamed
+to ``<path>`` only once the marker is in place, so a killed write never appears at ``<path>``
+and never loads as complete. Loading reads JSON and memory-maps tensors; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import NonTensorData, TensorDictBase, is_tensor_collection
+from torchrl.data import (
+    ImmutableDatasetWriter,
+    LazyMemmapStorage,
+    RandomSampler,
+    TensorDictReplayBuffer,
+)
+from torchrl.data.datasets.common import BaseDatasetExperienceReplay
+from torchrl.data.replay_buffers import Sampler, Writer
+
+__all__ = ["FORMAT_VERSION", "OfflineLogs"]
+
+#: Version of the on-disk layout; bumped when a change makes old folders unreadable.
+FORMAT_VERSION = 1
+
+_STORAGE_DIR = "storage"
+_METADATA_FILE = "metadata.json"
+_COMPLETE_MARKER = "COMPLETE"
+# Keys of metadata.json that describe the folder itself; callers' metadata may not use them.
+_RESERVED_KEYS = ("format_version", "storage")
+
+
+class OfflineLogs(BaseDatasetExperienceReplay):
+    """Logged interactions, replayed the way TorchRL replays its offline datasets.
+
+    A :class:`~torchrl.data.TensorDictReplayBuffer` whose storage is a
+    :class:`~torchrl.data.LazyMemmapStorage` opened at ``path/storage`` (no copy: the
+    tensors are memory-mapped from the folder), with an
+    :class:`~torchrl.data.ImmutableDatasetWriter` by default, any sampler, transforms and a
+    batch size, like :class:`torchrl.data.datasets.MinariExperienceReplay`.
+
+    Storage layout: a TensorDict with one batch dimension (one row per interaction, e.g.
+    bandit logs), or two (``[time, env]``, the layout TorchRL gives a
+    ``LazyMemmapStorage(ndim=2)`` fed by a collector; each env's trajectory is contiguous
+    along time, so :class:`~torchrl.data.SliceSampler` can cut session slices from it).
+    ``len(logs)`` counts every stored interaction.
+
+    Write a dataset with :meth:`from_tensordict` (or :func:`drpo_rl.data.generate_logs`),
+    re-open it with ``OfflineLogs(path)`` or :meth:`load`.
+
+    Args:
+        path (str or Path): the dataset folder.
+
+    Keyword Args:
+        batch_size (int, optional): default size of :meth:`sample` batches.
+        sampler (Sampler, optional): defaults to :class:`~torchrl.data.RandomSampler`; use a
+            :class:`~torchrl.data.SliceSampler` (e.g. ``traj_key=("collector", "traj_ids")``)
+            for session trajectories.
+        writer (Writer, optional): defaults to :class:`~torchrl.data.ImmutableDatasetWriter`
+            (the data on disk is never modified through the dataset).
+        transform (Transform, optional): applied to sampled batches.
+        collate_fn, pin_memory, prefetch: as in :class:`~torchrl.data.ReplayBuffer`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or holds no complete dataset (for instance a
+            folder left by an interrupted write).
+        ValueError: ``metadata.json`` has another format version or does not match the
+            stored tensors.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from tensordict import TensorDict
+        >>> from drpo_rl.data import OfflineLogs
+        >>> td = TensorDict(
+        ...     {"observation": torch.randn(100, 4), "action": torch.randint(10, (100,)),
+        ...      ("next", "reward"): torch.rand(100, 1)},
+        ...     batch_size=[100],
+        ... )
+        >>> root = tempfile.mkdtemp()
+        >>> logs = OfflineLogs.from_tensordict(td, f"{root}/logs", {"source": "doc"}, batch_size=32)
+        >>> logs.sample().shape
+        torch.Size([32])
+        >>> OfflineLogs.load(f"{root}/logs").metadata["source"]
+        'doc'
+        >>> len(OfflineLogs(f"{root}/logs"))
+        100
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        batch_size: int | None = None,
+        sampler: Sampler | None = None,
+        writer: Writer | None = None,
+        transform: Any | None = None,
+        collate_fn: Callable | None = None,
+        pin_memory: bool = False,
+        prefetch: int | None = None,
+    ) -> None:
+        self.root = Path(path)
+        self._metadata = _read_metadata(self.root)
+        layout = self._metadata["storage"]
+        storage = LazyMemmapStorage(
+            layout["num_rows"],
+            scratch_dir=self.root / _STORAGE_DIR,
+            ndim=layout["ndim"],
+            auto_cleanup=False,
+        )
+        # Same folder as scratch_dir: TorchRL memory-maps the files in place (no copy).
+        storage.loads(self.root / _STORAGE_DIR)
+        stored_shape = list(storage._storage.shape)
+        if stored_shape != layout["shape"]:
+            raise ValueError(
+                f"{self.root / _METADATA_FILE}: storage.shape is {layout['shape']} but the "
+                f"tensors in {self.root / _STORAGE_DIR} have shape {stored_shape}"
+            )
+        super().__init__(
+            storage=storage,
+            sampler=RandomSampler() if sampler is None else sampler,
+            writer=ImmutableDatasetWriter() if writer is None else writer,
+            collate_fn=collate_fn,
+            pin_memory=pin_memory,
+            prefetch=prefetch,
+            batch_size=batch_size,
+            transform=transform,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **buffer_kwargs: Any) -> OfflineLogs:
+        """Re-opens the dataset at ``path`` (same as ``OfflineLogs(path, **buffer_kwargs)``)."""
+        return cls(path, **buffer_kwargs)
+
+    @classmethod
+    def from_tensordict(
+        cls,
+        data: TensorDictBase,
+        path: str | os.PathLike,
+        metadata: Mapping[str, Any] | None = None,
+        **buffer_kwargs: Any,
+    ) -> OfflineLogs:
+        """Writes ``data`` as a dataset at ``path`` and opens it.
+
+        Args:
+            data (TensorDictBase): the logs, with batch dims ``[rows]`` or
+                ``[env, time]`` (a collector's layout: time last; stored as
+                ``[time, env]``). Every leaf must be a tensor.
+            path (str or Path): the dataset folder; it must not exist or be an empty folder.
+            metadata (dict, optional): JSON-serialisable description of the data, saved in
+                ``metadata.json`` (the keys ``"format_version"`` and ``"storage"`` are
+                reserved).
+            **buffer_kwargs: forwarded to :class:`OfflineLogs` (batch_size, sampler, ...).
+        """
+        _check_tensordict(data)
+        metadata = {} if metadata is None else dict(metadata)
+        ndim = data.batch_dims
+        with StagedDataset(path) as staged:
+            storage = staged.make_storage(data.batch_size.numel(), ndim=ndim)
+            writer = TensorDictReplayBuffer(storage=storage, batch_size=1)
+            writer.extend(data)
+            staged.commit(storage, metadata)
+        return cls(path, **buffer_kwargs)
+
+    @staticmethod
+    def is_complete(path: str | os.PathLike) -> bool:
+        """Whether ``path`` holds a completely written dataset (its marker is present)."""
+        return (Path(path) / _COMPLETE_MARKER).is_file()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The parsed ``metadata.json`` (a copy; editing it changes nothing on disk)."""
+        return json.loads(json.dumps(self._metadata))
+
+    @property
+    def data_path_root(self) -> Path:
+        return self.root
+
+    @property
+    def data_path(self) -> Path:
+        return self.root
+
+    def _is_downloaded(self) -> bool:
+        return self.is_complete(self.root)
+
+    def __repr__(self) -> str:
+        layout = self._metadata["storage"]
+        return (
+            f"{type(self).__name__}(path={str(self.root)!r}, shape={layout['shape']}, "
+            f"sampler={type(self._sampler).__name__}, writer={type(self._writer).__name__}, "
+            f"batch_size={self._batch_size})"
+        )
+
+
+class StagedDataset:
+    """A dataset being written: a hidden sibling of ``path`` that becomes ``path`` on commit.
+
+    Used as a context manager; leaving it without :meth:`commit` (an exception) deletes the
+    staging folder, and a process killed inside it leaves only the hidden folder, which
+    never loads and is removed by the next write to the same ``path``.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import TensorDictReplayBuffer
+        >>> from drpo_rl.data.dataset import StagedDataset
+        >>> path = f"{tempfile.mkdtemp()}/logs"
+        >>> with StagedDataset(path) as staged:
+        ...     storage = staged.make_storage(8)
+        ...     index = TensorDictReplayBuffer(storage=storage).extend(
+        ...         TensorDict({"x": torch.arange(8)}, batch_size=[8]))
+        ...     staged.commit(storage, {"note": "eight rows"})
+        >>> from drpo_rl.data import OfflineLogs
+        >>> OfflineLogs(path)[:3]["x"].tolist()
+        [0, 1, 2]
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.dir = self.path.parent / f".{self.path.name}.partial-{os.getpid()}-{uuid.uuid4().hex}"
+        self._committed = False
+
+    def __enter__(self) -> StagedDataset:
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise FileExistsError(
+                f"{self.path} already exists and is not an empty folder; refusing to overwrite it"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_stagings(self.path)
+        self.dir.mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._committed:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.dir / _STORAGE_DIR
+
+    def make_storage(self, num_rows: int, *, ndim: int = 1) -> LazyMemmapStorage:
+        """An empty ``LazyMemmapStorage`` of ``num_rows`` interactions in the staging folder."""
+        return LazyMemmapStorage(
+            num_rows, scratch_dir=self.storage_dir, ndim=ndim, auto_cleanup=False
+        )
+
+    def commit(self, storage: LazyMemmapStorage, metadata: Mapping[str, Any]) -> None:
+        """Finishes the dataset: storage index, metadata, marker (last), then the rename."""
+        clash = [key for key in _RESERVED_KEYS if key in metadata]
+        if clash:
+            raise ValueError(f"metadata keys {clash} are reserved for the dataset layout")
+        if not storage.initialized or len(storage) == 0:
+            raise ValueError("cannot commit an empty dataset: nothing was written to the storage")
+        shape = list(storage._storage.shape)
+        if len(storage) != math.prod(shape):
+            raise ValueError(
+                f"the storage holds {len(storage)} interactions but has room for "
+                f"{math.prod(shape)}; a dataset must be filled exactly"
+            )
+        # Zero-copy: the storage already lives in storage_dir; this adds TorchRL's index file.
+        storage.dumps(self.storage_dir)
+        document = {
+            "format_version": FORMAT_VERSION,
+            "storage": {"shape": shape, "ndim": storage.ndim, "num_rows": len(storage)},
+            **metadata,
+        }
+        try:
+            text = json.dumps(document, indent=2, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"metadata is not JSON-serialisable: {err}") from err
+        _write_atomic(self.dir / _METADATA_FILE, text)
+        _write_atomic(self.dir / _COMPLETE_MARKER, json.dumps({"format_version": FORMAT_VERSION}))
+        try:
+            # Atomic; replaces `path` only if it is absent or an empty folder.
+            os.replace(self.dir, self.path)
+        except OSError as err:
+            raise FileExistsError(
+                f"could not move the finished dataset to {self.path} ({err}); it was left at "
+                f"{self.dir}"
+            ) from err
+        self._committed = True
+
+
+def _read_metadata(root: Path) -> dict[str, Any]:
+    if not root.exists():
+        raise FileNotFoundError(f"no dataset at {root}: the folder does not exist")
+    if not OfflineLogs.is_complete(root):
+        raise FileNotFoundError(
+            f"{root} holds no complete dataset (no {_COMPLETE_MARKER} marker): it was never "
+            "written by OfflineLogs or its write was interrupted"
+        )
+    with open(root / _METADATA_FILE) as file:
+        metadata = json.load(file)
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{root / _METADATA_FILE}: format_version is {version!r}, this drpo_rl reads "
+            f"{FORMAT_VERSION}"
+        )
+    return metadata
+
+
+def _check_tensordict(data: Any) -> None:
+    if not isinstance(data, TensorDictBase):
+        raise TypeError(f"data must be a TensorDict, got {type(data).__name__}")
+    if data.batch_dims not in (1, 2):
+        raise ValueError(
+            f"data must have 1 batch dim (rows) or 2 ([env, time]), got batch_size "
+            f"{list(data.batch_size)}"
+        )
+    if data.batch_size.numel() == 0:
+        raise ValueError(f"data is empty (batch_size {list(data.batch_size)})")
+    # Non-tensor leaves would be pickled by tensordict; datasets stay pickle-free.
+    for key, value in data.items(True, True, is_leaf=_is_leaf_or_non_tensor):
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"data[{key!r}] is a {type(value).__name__}, not a tensor")
+
+
+def _is_leaf_or_non_tensor(cls: type) -> bool:
+    return not is_tensor_collection(cls) or issubclass(cls, NonTensorData)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def _remove_abandoned_stagings(path: Path) -> None:
+    """Deletes staging folders of ``path`` whose writing process no longer runs."""
+    for candidate in path.parent.glob(f".{path.name}.partial-*"):
+        pid = candidate.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
