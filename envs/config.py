@@ -27,6 +27,15 @@ def _is_real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class UnknownConfigFieldError(ValueError, TypeError):
+    """An override that is no field of the config.
+
+    A `ValueError` (the suite's rule for bad input) that is also the `TypeError` Python
+    raises for an unexpected keyword argument, so that callers probing keyword arguments
+    (TorchRL's `GymEnv` tries `frameskip`) recognise it.
+    """
+
+
 @dataclass(frozen=True)
 class SessionDynamics:
     """The session rules a config implies; the bandit is the session with this set to none.
@@ -171,8 +180,9 @@ class RecSimConfig:
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(overrides) - set(valid))
         if unknown:
-            raise ValueError(
-                f"unknown config field(s) {unknown} for {cls.__name__}; valid fields: {valid}"
+            raise UnknownConfigFieldError(
+                f"{cls.__name__} got an unexpected keyword argument {unknown[0]!r} (unknown "
+                f"config field(s) {unknown}); valid fields: {valid}"
             )
         return cls(**overrides)
 

@@ -51,9 +51,9 @@ class SimulatedUsersEnv(EnvBase):
         else:
             self._generator.manual_seed(seed)
         self._make_specs()
-        self._state = rules.new_users(
-            self.catalogue, config, self.dynamics, num_envs, self._generator
-        )
+        # Users arrive at the first reset, so that seeding then resetting draws the same
+        # users as constructing with that seed.
+        self._state: TensorDict | None = None
 
     @classmethod
     def default_config(cls, **overrides: object) -> RecSimConfig:
@@ -101,7 +101,7 @@ class SimulatedUsersEnv(EnvBase):
             self.catalogue, self.config, self.dynamics, self.num_envs, self._generator
         )
         mask = None if tensordict is None else tensordict.get("_reset", None)
-        if mask is None:
+        if mask is None or self._state is None:
             self._state = fresh
         else:
             mask = mask.reshape(self.num_envs)
@@ -126,6 +126,8 @@ class SimulatedUsersEnv(EnvBase):
         )
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._state is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
         item = self._decode(tensordict.get("action"))
         state, reward, latent, leaves = rules.consume(
             self.catalogue, self.config, self.dynamics, self._state, item, self._generator
@@ -191,6 +193,8 @@ class SimulatedUsersEnv(EnvBase):
 
         Privileged, like "item_rewards": no policy should read it.
         """
+        if self._state is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() first")
         return self._state.clone()
 
 
