@@ -76,9 +76,7 @@ class SimulatedUsersVectorEnv(VectorEnv):
                     f"options['reset_mask']: expected a bool array of shape "
                     f"({self.num_envs},), got {mask.dtype} array of shape {mask.shape}"
                 )
-            self._td = self._partial_reset(
-                torch.as_tensor(mask, device=self.core.device), self._td.exclude("action")
-            )
+            self._td = self._partial_reset(torch.as_tensor(mask, device=self.core.device), self._td)
         return _numpy(self._td["observation"]), {"item_rewards": _numpy(self._td["item_rewards"])}
 
     def step(self, actions):
@@ -93,7 +91,7 @@ class SimulatedUsersVectorEnv(VectorEnv):
             "final_obs": _numpy(out["observation"]),
             "_final_obs": _numpy(done),
         }
-        self._td = out.exclude("reward", "done", "terminated", "truncated")
+        self._td = out
         # The numpy outputs synchronise anyway; resetting only when someone is done keeps
         # the random stream that of TorchRL's `step_and_maybe_reset` on the same core.
         if done.any():
@@ -108,8 +106,13 @@ class SimulatedUsersVectorEnv(VectorEnv):
         )
 
     def _partial_reset(self, mask: torch.Tensor, current: TensorDict) -> TensorDict:
-        """Reset the masked users; the others keep `current` (TorchRL's "_reset" rule)."""
-        return self.core.reset(current.set("_reset", mask.unsqueeze(-1)))
+        """Reset the masked users; the others keep their observation.
+
+        TorchRL's partial reset writes the new users' rows into the input in place, so it
+        gets copies: the arrays already handed out (final_obs, info) must not change.
+        """
+        reset_in = current.select("observation", "item_rewards").clone()
+        return self.core.reset(reset_in.set("_reset", mask.unsqueeze(-1)))
 
     @property
     def autoreset_mode(self) -> AutoresetMode:
