@@ -1,0 +1,216 @@
+"""DRPOLoss: Distributionally Robust Policy Optimization as a TorchRL loss (PAPER.md 3-4)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
+
+from drpo_rl.objectives.dro import top_fraction_mask
+from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
+
+__all__ = ["DRPOLoss"]
+
+_WEIGHTINGS = ("drpo", "exp", "uniform")
+
+
+class DRPOLoss(WeightedLogLikelihoodLoss):
+    """DRPO: weighted log-likelihood on the top-``kappa`` fraction of each batch.
+
+    Per batch of ``N`` samples with scores ``r`` (the logged reward by default):
+
+    1. keep the top ``K = max(1, floor(kappa N))`` samples by score; ``nu`` is the
+       smallest kept score (the hard-filtering solution of the optimistic DRO problem,
+       see :func:`~drpo_rl.objectives.optimistic_dro_weights`);
+    2. weight each kept sample by the ``weighting`` rule, the others by 0;
+    3. ``loss_objective = -(1/K) * sum_i w_i log pi(a_i | s_i)`` (with ``reduction="mean"``;
+       the per-sample weights exposed by :meth:`weights` carry the factor ``N/K`` so that
+       the mean over all ``N`` samples is this value).
+
+    Weightings:
+
+    - ``"drpo"``: ``w = (r - nu) / (std(A) + eps)``, ``A = r - nu`` over the kept samples,
+      with the *population* standard deviation (ddof 0) over the kept set, as in
+      PAPER.md section 4 step 3. Without groups ``std(A)`` is the spread of the kept
+      scores. ddof 0 keeps ``K = 1`` finite (the single kept sample is the boundary and
+      gets weight 0). No mean is subtracted, so every weight is ``>= 0``.
+    - ``"exp"`` (DRPO-Exp): ``w = exp((r - mean_kept) / beta)``, the exponent clamped so
+      that no weight exceeds ``weight_cap`` (100, as AWR implementations cap).
+    - ``"uniform"`` (AdaptBC): ``w = 1``, i.e. behaviour cloning of the kept samples.
+
+    Adaptive kappa (``adaptive=True``): after each forward in training mode with grad
+    enabled, ``kappa <- clip(kappa * adapt_up, kappa_min, kappa_max)`` when the spread of
+    the kept scores is below ``adapt_lambda`` times the spread of the batch's scores, else
+    ``kappa <- clip(kappa * adapt_down, ...)``. ``kappa`` is a buffer: saved in
+    ``state_dict``, settable with ``loss.kappa = 0.2``, updated in place so that a compiled
+    update step (``torch.compile(fullgraph=True)``) has no graph break. The output
+    ``kappa`` is the value used for the batch (before the update).
+
+    Groups: ``set_keys(group="user_id")`` applies the filter within each group (top
+    ``max(1, floor(kappa n_g))`` of the ``n_g`` rows of a user or context); ``std(A)`` and
+    the adaptive rule then use the kept samples of all groups together, and ``threshold``
+    is the mean over samples of their group's ``nu``.
+
+    Args:
+        actor_network (TensorDictModule): a probabilistic actor (Gaussian over item
+            embeddings, or categorical over item ids).
+
+    Keyword Args:
+        kappa (float): initial kept fraction, in ``[kappa_min, kappa_max]``. Default 0.5.
+        adaptive (bool): adapt kappa after each training forward. Default ``True``.
+        adapt_lambda (float): the variance ratio threshold ``lambda``. Default 0.5.
+        kappa_min, kappa_max (float): the clip range of kappa. Defaults 0.05 and 1.0.
+        adapt_up, adapt_down (float): multiplicative steps. Defaults 1.02 and 0.98.
+        weighting (str): ``"drpo"`` | ``"exp"`` | ``"uniform"``. Default ``"drpo"``.
+        beta (float): temperature of ``"exp"``. Default 0.05.
+        weight_cap (float): largest ``"exp"`` weight. Default 100.
+        eps (float): added to ``std(A)``. Default 1e-8.
+        critic_network (TensorDictModule, optional): DRPO-Q: the score is this critic's
+            output at ``tensor_keys.state_action_value`` (``Q(s, a)``, detached), e.g. a
+            critic trained with TorchRL's ``IQLLoss``.
+        reduction (str): ``"none"`` | ``"mean"`` | ``"sum"``. Default ``"mean"``.
+
+    Outputs: ``loss_objective``, ``ess`` (Kish effective sample size of the weights),
+    ``kappa``, ``threshold``, ``kept_fraction`` (``K / N``), ``kept_score_std`` and
+    ``batch_score_std`` (the two spreads compared by the adaptive rule).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from tensordict import TensorDict
+        >>> from tensordict.nn import TensorDictModule, NormalParamExtractor
+        >>> from torchrl.modules import ProbabilisticActor, IndependentNormal
+        >>> from drpo_rl.objectives import DRPOLoss
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Linear(4, 6), NormalParamExtractor())
+        >>> actor = ProbabilisticActor(
+        ...     TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
+        ...     in_keys=["loc", "scale"], distribution_class=IndependentNormal)
+        >>> loss = DRPOLoss(actor, kappa=0.5)
+        >>> data = TensorDict({
+        ...     "observation": torch.randn(8, 4), "action": torch.randn(8, 3),
+        ...     ("next", "reward"): torch.arange(8.0).unsqueeze(-1)}, [8])
+        >>> out = loss(data)
+        >>> out["kept_fraction"], out["threshold"], out["kappa"]
+        (tensor(0.5000), tensor(4.), tensor(0.5000))
+        >>> out["loss_objective"].backward()
+        >>> out["kept_score_std"] < 0.5 * out["batch_score_std"]  # 1.12 < 0.5 * 2.29
+        tensor(True)
+        >>> loss.kappa  # the kept scores are narrow compared with the batch: kappa grows
+        tensor(0.5100)
+    """
+
+    @dataclass
+    class _AcceptedKeys(WeightedLogLikelihoodLoss._AcceptedKeys):
+        """Configurable tensordict keys (change them with :meth:`set_keys`).
+
+        Attributes:
+            action (NestedKey): the logged action. Defaults to ``"action"``.
+            score (NestedKey): the per-sample score. Defaults to ``("next", "reward")``.
+            state_action_value (NestedKey): the critic's output, read as the score when a
+                critic is given (DRPO-Q). Defaults to ``"state_action_value"``.
+            group (NestedKey, optional): integer group ids (e.g. the user id); when set,
+                the top fraction is taken within each group. Defaults to ``None``.
+        """
+
+        group: NestedKey | None = None
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+    metric_keys = ("kappa", "threshold", "kept_fraction", "kept_score_std", "batch_score_std")
+    _schedulable_buffers = frozenset({"kappa"})
+
+    def __init__(
+        self,
+        actor_network: TensorDictModule,
+        *,
+        kappa: float = 0.5,
+        adaptive: bool = True,
+        adapt_lambda: float = 0.5,
+        kappa_min: float = 0.05,
+        kappa_max: float = 1.0,
+        adapt_up: float = 1.02,
+        adapt_down: float = 0.98,
+        weighting: Literal["drpo", "exp", "uniform"] = "drpo",
+        beta: float = 0.05,
+        weight_cap: float = 100.0,
+        eps: float = 1e-8,
+        critic_network: TensorDictModule | None = None,
+        reduction: Literal["none", "mean", "sum"] | None = None,
+    ) -> None:
+        if not 0.0 < kappa_min <= kappa_max <= 1.0:
+            raise ValueError(
+                f"need 0 < kappa_min <= kappa_max <= 1, got kappa_min={kappa_min}, "
+                f"kappa_max={kappa_max}."
+            )
+        if not kappa_min <= kappa <= kappa_max:
+            raise ValueError(f"kappa must be in [{kappa_min}, {kappa_max}], got {kappa}.")
+        if weighting not in _WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}.")
+        if beta <= 0 or weight_cap <= 0 or eps < 0 or adapt_lambda < 0:
+            raise ValueError(
+                "beta and weight_cap must be > 0, eps and adapt_lambda >= 0; got "
+                f"beta={beta}, weight_cap={weight_cap}, eps={eps}, adapt_lambda={adapt_lambda}."
+            )
+        if not 0 < adapt_down <= 1 <= adapt_up:
+            raise ValueError(
+                f"need 0 < adapt_down <= 1 <= adapt_up, got {adapt_down} and {adapt_up}."
+            )
+        super().__init__(actor_network, critic_network=critic_network, reduction=reduction)
+        self.register_buffer("kappa", torch.tensor(float(kappa)))
+        self.adaptive = adaptive
+        self.adapt_lambda = adapt_lambda
+        self.kappa_min = kappa_min
+        self.kappa_max = kappa_max
+        self.adapt_up = adapt_up
+        self.adapt_down = adapt_down
+        self.weighting = weighting
+        self.beta = beta
+        self.log_weight_cap = math.log(weight_cap)
+        self.eps = eps
+
+    def _extra_in_keys(self) -> list[NestedKey]:
+        return [] if self.tensor_keys.group is None else [self.tensor_keys.group]
+
+    def _weights(self, score: torch.Tensor, tensordict: TensorDictBase):
+        groups = None
+        if self.tensor_keys.group is not None:
+            groups = self._read_per_sample(tensordict, self.tensor_keys.group, score.numel())
+        kept, threshold = top_fraction_mask(score, self.kappa, groups)
+        kept_f = kept.to(score.dtype)
+        n_kept = kept_f.sum()
+        kept_mean = (score * kept_f).sum() / n_kept
+        kept_score_std = (((score - kept_mean) * kept_f).square().sum() / n_kept).sqrt()
+        if self.weighting == "drpo":
+            advantage = (score - threshold) * kept_f
+            adv_mean = advantage.sum() / n_kept
+            adv_std = (((advantage - adv_mean) * kept_f).square().sum() / n_kept).sqrt()
+            rule = advantage / (adv_std + self.eps)
+        elif self.weighting == "exp":
+            exponent = ((score - kept_mean) / self.beta).clamp(max=self.log_weight_cap)
+            rule = torch.exp(exponent) * kept_f
+        else:
+            rule = kept_f
+        # Mean reduction over all N samples then equals (1/K) * sum over the kept ones.
+        weights = rule * (score.numel() / n_kept)
+        metrics = {
+            "kappa": self.kappa.detach().clone(),
+            "threshold": threshold.mean(),
+            "kept_fraction": n_kept / score.numel(),
+            "kept_score_std": kept_score_std,
+            "batch_score_std": score.std(correction=0),
+        }
+        return weights, metrics
+
+    def _after_forward(self, score, weights, metrics) -> None:
+        if not self.adaptive:
+            return
+        with torch.no_grad():
+            narrow = metrics["kept_score_std"] < self.adapt_lambda * metrics["batch_score_std"]
+            step = torch.where(narrow, self.adapt_up, self.adapt_down)
+            self.kappa.copy_((self.kappa * step).clamp(self.kappa_min, self.kappa_max))
