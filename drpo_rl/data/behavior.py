@@ -367,6 +367,8 @@ class BehaviorMixture(BehaviorAgent):
             generator=generator,
         )
         self.agents = torch.nn.ModuleList(agents)
+        # Python floats for the metadata (the float32 buffer would record 0.10000000149).
+        self._weight_values = [float(w) for w in weights]
         device = first.catalogue.embeddings.device
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32, device=device))
         self.register_buffer(
@@ -405,8 +407,8 @@ class BehaviorMixture(BehaviorAgent):
 
     def options(self) -> dict[str, Any]:
         return {
-            agent.name: {"weight": float(w), **agent.options()}
-            for agent, w in zip(self.agents, self.weights.tolist(), strict=True)
+            agent.name: {"weight": w, **agent.options()}
+            for agent, w in zip(self.agents, self._weight_values, strict=True)
         }
 
     def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:

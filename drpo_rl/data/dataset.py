@@ -59,10 +59,11 @@ class OfflineLogs(BaseDatasetExperienceReplay):
     batch size, like :class:`torchrl.data.datasets.MinariExperienceReplay`.
 
     Storage layout: a TensorDict with one batch dimension (one row per interaction, e.g.
-    bandit logs), or two (``[time, env]``, the layout TorchRL gives a
-    ``LazyMemmapStorage(ndim=2)`` fed by a collector; each env's trajectory is contiguous
-    along time, so :class:`~torchrl.data.SliceSampler` can cut session slices from it).
-    ``len(logs)`` counts every stored interaction.
+    bandit logs), or two: data collected as ``[env, time]`` (a collector's layout) is stored
+    time-major, ``[time, env]``, as TorchRL's ``LazyMemmapStorage(ndim=2)`` does, so that
+    each env's steps are contiguous and :class:`~torchrl.data.SliceSampler` can cut session
+    slices; indexing (``logs[:]``) presents it as ``[env, time]`` again, and sampling gives
+    flat batches. ``len(logs)`` counts every stored interaction.
 
     Write a dataset with :meth:`from_tensordict` (or :func:`drpo_rl.data.generate_logs`),
     re-open it with ``OfflineLogs(path)`` or :meth:`load`.

@@ -1,0 +1,277 @@
+"""``generate_logs``: run a behaviour mixture in a simulated env into an offline dataset.
+
+The batched env is stepped by a TorchRL :class:`~torchrl.collectors.Collector` under a
+:class:`~drpo_rl.data.behavior.BehaviorMixture`; each collected batch is reduced to the log
+keys (:data:`LOG_KEYS`), moved to the CPU and appended to a ``LazyMemmapStorage`` in a
+staging folder, which becomes the dataset at ``path`` once complete (see
+:mod:`drpo_rl.data.dataset`).
+
+Layouts: horizon-1 envs (the bandits) store one row per interaction (``[rows]``); session
+envs store ``[time, env]`` with ``("collector", "traj_ids")``, each user's steps contiguous
+in time, for :class:`~torchrl.data.SliceSampler`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+from collections.abc import Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector
+from torchrl.data import TensorDictReplayBuffer
+from tqdm.auto import tqdm
+
+import envs
+from drpo_rl.data.behavior import BehaviorMixture
+from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs, StagedDataset
+from drpo_rl.data.scenarios import scenario_name, scenario_weights
+
+__all__ = ["LOG_KEYS", "SESSION_KEYS", "generate_logs"]
+
+#: Keys stored for every interaction. "item_rewards" (privileged, N floats per row) is not.
+LOG_KEYS = (
+    "observation",
+    "action",
+    "behavior_log_prob",
+    "behavior_agent",
+    ("next", "observation"),
+    ("next", "reward"),
+    ("next", "done"),
+    ("next", "terminated"),
+    ("next", "truncated"),
+    ("next", "item"),
+    ("next", "latent_reward"),
+)
+#: Added for session envs: the collector's trajectory ids (unique per user session).
+SESSION_KEYS = (("collector", "traj_ids"),)
+
+# Rows per collector batch: large enough that per-batch overheads (collector bookkeeping,
+# memmap writes) are small next to the env steps.
+_ROWS_PER_BATCH = 1 << 16
+_DEFAULT_BANDIT_ENVS = 4096
+_DEFAULT_SESSION_ENVS = 256
+# Settings of the request compared with those stored when a path is re-opened. The device
+# is left out on purpose: it changes the random streams, not what the logs are.
+_IDENTITY_FIELDS = ("env", "scenario", "behavior", "seed", "num_samples", "num_envs")
+
+
+def generate_logs(
+    env_name: str,
+    scenario: str | Mapping[str, float],
+    num_samples: int,
+    *,
+    path: str | os.PathLike,
+    seed: int,
+    device: torch.device | str = "cpu",
+    num_envs: int | None = None,
+    agent_options: Mapping[str, Mapping[str, Any]] | None = None,
+    action_noise: float = 0.0,
+    progress: bool = True,
+    batch_size: int | None = None,
+    sampler: Any | None = None,
+    transform: Any | None = None,
+    **env_overrides: Any,
+) -> OfflineLogs:
+    """Logs ``num_samples`` interactions of ``scenario``'s behaviour in ``env_name`` at ``path``.
+
+    If ``path`` already holds complete logs made with the same settings, they are opened
+    without generating anything; if they were made with other settings, a ``ValueError``
+    names every difference (``field: stored ... requested ...``).
+
+    Args:
+        env_name (str): a name of :func:`envs.list_envs` (or its Gymnasium id).
+        scenario (str or dict): ``"clean"``, ``"medium"``, ``"extreme"``, ``"noise-<p>"`` or
+            ``{agent: weight}`` (see :mod:`drpo_rl.data.scenarios`).
+        num_samples (int): interactions to log. For session envs a multiple of
+            ``num_envs`` (each of the ``num_envs`` users' streams gets the same length).
+
+    Keyword Args:
+        path (str or Path): the dataset folder.
+        seed (int): seeds the env (users, rewards) and, through a derived stream, the
+            behaviour; same settings and seed give identical logs on one device.
+        device: where the env and the behaviour run (the logs are stored on the CPU).
+        num_envs (int, optional): users simulated in parallel. Default: up to 4096 for the
+            bandits; for sessions the largest divisor of ``num_samples`` up to 256.
+        agent_options (dict, optional): per-agent keyword arguments, e.g.
+            ``{"expert": {"temperature": 0.1}}``.
+        action_noise (float): Gaussian noise on embedding actions (see
+            :mod:`drpo_rl.data.behavior` for the propensity it implies).
+        progress (bool): show a tqdm progress bar.
+        batch_size, sampler, transform: for the returned :class:`OfflineLogs`. For
+            sessions, e.g. ``SliceSampler(slice_len=..., traj_key=("collector", "traj_ids"))``.
+        **env_overrides: fields of the env's config (``num_items=...``).
+
+    Returns:
+        OfflineLogs: the logs, keys :data:`LOG_KEYS` (+ :data:`SESSION_KEYS` for sessions).
+
+    Examples:
+        >>> import tempfile
+        >>> from drpo_rl.data import generate_logs
+        >>> logs = generate_logs("RecSimBanditDiscrete", "medium", 1000, path=tempfile.mkdtemp()
+        ...                      + "/logs", seed=0, num_items=50, progress=False, batch_size=64)
+        >>> len(logs), logs.sample()["behavior_log_prob"].shape
+        (1000, torch.Size([64]))
+        >>> logs.metadata["scenario"]
+        {'name': 'medium', 'weights': {'expert': 0.1, 'suboptimal': 0.6, 'random': 0.3}}
+    """
+    if not (isinstance(num_samples, int) and not isinstance(num_samples, bool) and num_samples > 0):
+        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+    weights = scenario_weights(scenario)
+    device = torch.device(device)
+    env_seed, behavior_seed = _derived_seeds(seed)
+    # A one-user env is cheap and gives the resolved config (validated overrides).
+    probe = envs.make_env(env_name, num_envs=1, device=device, seed=env_seed, **env_overrides)
+    session = probe.dynamics.max_length > 1
+    num_envs = _resolve_num_envs(num_envs, num_samples, session)
+    behavior = BehaviorMixture.from_weights(
+        probe, weights, agent_options=agent_options, action_noise=action_noise
+    )
+    request = _to_json(
+        {
+            "env": {"name": type(probe).__name__, "config": dataclasses.asdict(probe.config)},
+            "scenario": {"name": scenario_name(scenario), "weights": weights},
+            "behavior": {"agents": behavior.options(), "action_noise": float(action_noise)},
+            "seed": seed,
+            "num_samples": num_samples,
+            "num_envs": num_envs,
+        }
+    )
+    buffer_kwargs = {"batch_size": batch_size, "sampler": sampler, "transform": transform}
+    if OfflineLogs.is_complete(path):
+        stored = OfflineLogs(path, **buffer_kwargs)
+        _check_same_request(path, stored.metadata, request)
+        return stored
+
+    env = envs.make_env(env_name, num_envs=num_envs, device=device, seed=env_seed, **env_overrides)
+    generator = torch.Generator(device=device).manual_seed(behavior_seed)
+    policy = BehaviorMixture.from_weights(
+        env, weights, agent_options=agent_options, action_noise=action_noise, generator=generator
+    )
+    keys = LOG_KEYS + (SESSION_KEYS if session else ())
+    metadata = {
+        "kind": "drpo_rl.generated_logs",
+        **request,
+        "layout": "time_env" if session else "rows",
+        "keys": [list(key) if isinstance(key, tuple) else key for key in keys],
+        "agent_ids": {agent.name: agent.agent_id for agent in policy.agents},
+        "device": str(device),
+        "versions": _versions(),
+    }
+    with StagedDataset(path) as staged:
+        storage = staged.make_storage(num_samples, ndim=2 if session else 1)
+        writer = TensorDictReplayBuffer(storage=storage)
+        with tqdm(total=num_samples, unit="rows", disable=not progress, desc="logs") as bar:
+            for batch in _collect(env, policy, num_samples, keys, flatten=not session):
+                writer.extend(batch)
+                bar.update(batch.batch_size.numel())
+        staged.commit(storage, metadata)
+    return OfflineLogs(path, **buffer_kwargs)
+
+
+def _collect(
+    env: Any, policy: BehaviorMixture, num_samples: int, keys: tuple, *, flatten: bool
+) -> Iterator[TensorDictBase]:
+    """Yields CPU batches of ``keys`` adding up to exactly ``num_samples`` interactions.
+
+    Batches are ``[rows]`` if ``flatten`` else ``[env, time]`` (time last, the layout a
+    ``LazyMemmapStorage(ndim=2)`` expects from a collector).
+    """
+    num_envs = env.batch_size[0]
+    steps_total = math.ceil(num_samples / num_envs)
+    steps_per_batch = max(1, min(steps_total, _ROWS_PER_BATCH // num_envs))
+    collector = Collector(
+        env,
+        policy,
+        frames_per_batch=steps_per_batch * num_envs,
+        total_frames=steps_total * num_envs,
+        # Our policies need no recurrent-state transforms; opting out also silences
+        # torchrl 0.14's FutureWarning about the v0.15 default.
+        auto_register_policy_transforms=False,
+    )
+    remaining = num_samples
+    try:
+        for batch in collector:
+            batch = batch.select(*keys)
+            if flatten:
+                batch = batch.reshape(-1)[:remaining]
+            elif batch.shape[1] * num_envs > remaining:
+                batch = batch[:, : remaining // num_envs]
+            remaining -= batch.batch_size.numel()
+            yield batch.to("cpu")
+            if remaining == 0:
+                break
+    finally:
+        collector.shutdown()
+
+
+def _resolve_num_envs(num_envs: int | None, num_samples: int, session: bool) -> int:
+    if num_envs is None:
+        if not session:
+            return min(num_samples, _DEFAULT_BANDIT_ENVS)
+        return max(d for d in range(1, _DEFAULT_SESSION_ENVS + 1) if num_samples % d == 0)
+    if not (isinstance(num_envs, int) and not isinstance(num_envs, bool) and num_envs >= 1):
+        raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
+    if session and num_samples % num_envs:
+        raise ValueError(
+            f"num_samples: expected a multiple of num_envs={num_envs} for a session env "
+            f"(every user stream is stored with the same length), got {num_samples}"
+        )
+    return num_envs
+
+
+def _derived_seeds(seed: int) -> tuple[int, int]:
+    """Two independent seeds from one: the env's and the behaviour's streams."""
+    generator = torch.Generator().manual_seed(seed)
+    env_seed, behavior_seed = torch.randint(2**62, (2,), generator=generator).tolist()
+    return env_seed, behavior_seed
+
+
+def _check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[str, Any]) -> None:
+    differences = []
+    for field in _IDENTITY_FIELDS:
+        differences += _diff(field, stored.get(field), request[field])
+    if differences:
+        raise ValueError(
+            f"logs at {path} were generated with other settings; delete the folder or choose "
+            "another path. Differences (field: stored vs requested): " + "; ".join(differences)
+        )
+
+
+def _diff(prefix: str, stored: Any, requested: Any) -> list[str]:
+    if isinstance(stored, dict) and isinstance(requested, dict):
+        out = []
+        for key in sorted(set(stored) | set(requested), key=str):
+            out += _diff(f"{prefix}.{key}", stored.get(key), requested.get(key))
+        return out
+    if stored != requested:
+        return [f"{prefix}: {stored!r} vs {requested!r}"]
+    return []
+
+
+def _to_json(value: Any) -> Any:
+    """The JSON form of ``value``, as it reads back from metadata.json (inf as a string)."""
+    if isinstance(value, Mapping):
+        return {str(key): _to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "format": str(FORMAT_VERSION)}
+    for package in ("drpo-rl", "torch", "torchrl", "tensordict", "gymnasium", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
