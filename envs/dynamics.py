@@ -31,13 +31,16 @@ def affinity(unit_embeddings: torch.Tensor, preference: torch.Tensor, delta: flo
 
     `unit_embeddings` [N, d] and `preference` [B, d] must both have unit rows.
     """
+    # In place on the matmul output: at scale this is memory-bound, one [B, N] buffer.
+    # Rounding can push a cosine of unit vectors past 1; the clamp keeps the reward <= 1.
     cosine = preference @ unit_embeddings.T
-    return torch.exp((cosine - 1.0) / (2.0 * delta * delta)).clamp_(0.0, 1.0)
+    return cosine.sub_(1.0).mul_(1.0 / (2.0 * delta * delta)).clamp_(max=0.0).exp_()
 
 
 def fatigue_factor(fatigue: torch.Tensor, cluster: torch.Tensor, strength: float) -> torch.Tensor:
     """exp(-strength * fatigue[u, cluster(e)]) for every item e and user u: [B, N]."""
-    return torch.exp(-strength * fatigue[:, cluster])
+    # exp over the C clusters, then spread to the N items (C << N).
+    return torch.exp(-strength * fatigue).index_select(1, cluster)
 
 
 def item_rewards(
@@ -103,9 +106,8 @@ def new_users(
             "step": torch.zeros(num_users, dtype=torch.int64, device=device),
             "history_items": torch.full((num_users, k), -1, dtype=torch.int64, device=device),
             "history_rewards": torch.zeros(num_users, k, device=device),
-            "item_rewards": item_rewards(
-                catalogue, preference, fatigue, config.delta, dynamics.fatigue_strength
-            ),
+            # No fatigue yet: the factor is exactly 1.
+            "item_rewards": affinity(catalogue.unit_embeddings, preference, config.delta),
         },
         batch_size=[num_users],
         device=device,

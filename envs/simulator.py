@@ -101,7 +101,9 @@ class SimulatedUsersEnv(EnvBase):
             self.catalogue, self.config, self.dynamics, self.num_envs, self._generator
         )
         mask = None if tensordict is None else tensordict.get("_reset", None)
-        if mask is None or self._state is None:
+        # TorchRL only calls a partial reset after its own `done.any()` host sync, so one
+        # more check is free and spares a [B, N] merge when everyone leaves (the bandit).
+        if mask is None or self._state is None or bool(mask.all()):
             self._state = fresh
         else:
             mask = mask.reshape(self.num_envs)
