@@ -118,9 +118,9 @@ def read_table(
     sep: str = ",",
     header: bool = True,
     optional: Sequence[str] = (),
-    extra_prefixes: Sequence[str] = (),
-    extra_kind: str = "number",
+    extra_columns: Mapping[str, str] | None = None,
     allow_extra_columns: bool = True,
+    missing_ok: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read a delimited text file and check every value of the columns asked for.
 
@@ -133,12 +133,14 @@ def read_table(
             read by name (the ``:type`` suffix is ignored).
         optional: names in ``columns`` that may be absent from the header (checked when
             present).
-        extra_prefixes: also read every column whose name starts with one of these, with
-            kind ``extra_kind`` (e.g. the ``user-item_affinity_`` columns of the Open
-            Bandit Dataset), in file order.
+        extra_columns: name prefix -> kind: also read every column whose name starts with
+            the prefix, with that kind (e.g. the ``user-item_affinity_`` columns of the
+            Open Bandit Dataset), in file order. Only for files with a header.
         allow_extra_columns: for a file without header, whether lines may carry more fields
-            than ``columns`` names (they never may, unless this is ``True``; with a header,
-            columns not asked for are simply not read).
+            than ``columns`` names (ignored). With a header, columns not asked for are
+            ignored, but every line must have as many fields as the header.
+        missing_ok: columns of kind "number" whose values may be missing (empty or NaN);
+            they read as NaN, for the caller to deal with openly (other kinds never may).
 
     Returns:
         A DataFrame with the columns asked for that are present (ids and ints as int64,
@@ -172,8 +174,14 @@ def read_table(
             raise ValueError(
                 f"column {name!r}: unknown kind {kind!r}; valid kinds: {sorted(COLUMN_KINDS)}"
             )
-    if extra_kind not in COLUMN_KINDS:
-        raise ValueError(f"unknown extra_kind {extra_kind!r}; valid: {sorted(COLUMN_KINDS)}")
+    extra_columns = dict(extra_columns or {})
+    for prefix, kind in extra_columns.items():
+        if kind not in COLUMN_KINDS:
+            raise ValueError(
+                f"extra_columns[{prefix!r}]: unknown kind {kind!r}; valid: {sorted(COLUMN_KINDS)}"
+            )
+    if extra_columns and not header:
+        raise ValueError("extra_columns needs a file with a header (columns found by name)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     source = _source(path, sep)
@@ -181,50 +189,52 @@ def read_table(
         sep = "\t"
     expected = ", ".join(c + (" (optional)" if c in optional else "") for c in columns)
     try:
-        if header:
-            found = list(pd.read_csv(source, sep=sep, nrows=0, dtype=str).columns)
-            names = {_header_name(raw): raw for raw in found}
-            missing = [c for c in columns if c not in names and c not in optional]
-            if missing:
-                raise TableError(
-                    path,
-                    f"missing column(s) {', '.join(map(repr, missing))} in the header; "
-                    f"found: {', '.join(map(repr, names))}",
-                    line=1,
-                    column=missing[0],
-                )
-            kinds = {c: k for c, k in columns.items() if c in names}
-            for raw in found:
-                name = _header_name(raw)
-                if name not in kinds and any(name.startswith(p) for p in extra_prefixes):
-                    kinds[name] = extra_kind
-            source.seek(0)
-            frame = pd.read_csv(
-                source,
-                sep=sep,
-                usecols=[names[c] for c in kinds],
-                dtype=str,
-                skip_blank_lines=False,
-            )
-            frame.columns = [_header_name(c) for c in frame.columns]
-            frame = frame[list(kinds)]
-            first_line = 2
-        else:
-            kinds = dict(columns)
-            frame = pd.read_csv(source, sep=sep, header=None, dtype=str, skip_blank_lines=False)
-            first_line = 1
-            frame = _fit_fields(frame, list(kinds), path, allow_extra_columns)
+        # Every field as text, header included, and no column selection: pandas then
+        # checks that each line has as many fields as line 1 (with `usecols` or a parsed
+        # header it silently drops or shifts surplus fields).
+        table = pd.read_csv(source, sep=sep, header=None, dtype=str, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise TableError(path, f"empty file; expected columns {expected}", line=1) from None
     except pd.errors.ParserError as err:
-        raise _parser_error(path, err, len(columns), expected) from None
+        raise _parser_error(path, err, expected) from None
+    if header:
+        found = ["" if pd.isna(raw) else _header_name(raw) for raw in table.iloc[0]]
+        missing = [c for c in columns if c not in found and c not in optional]
+        if missing:
+            raise TableError(
+                path,
+                f"missing column(s) {', '.join(map(repr, missing))} in the header; "
+                f"found: {', '.join(map(repr, found))}",
+                line=1,
+                column=missing[0],
+            )
+        kinds = {c: k for c, k in columns.items() if c in found}
+        for name in found:
+            for prefix, kind in extra_columns.items():
+                if name not in kinds and name.startswith(prefix):
+                    kinds[name] = kind
+        twice = sorted({name for name in kinds if found.count(name) > 1})
+        if twice:
+            raise TableError(path, f"column {twice[0]!r} appears twice in the header", line=1)
+        frame = table.iloc[1:, [found.index(name) for name in kinds]]
+        frame.columns = list(kinds)
+        first_line = 2
+    else:
+        kinds = dict(columns)
+        frame = _fit_fields(table, list(kinds), path, allow_extra_columns)
+        first_line = 1
     if len(frame) == 0:
         raise TableError(
             path, f"no data rows after the header; expected columns {expected}", line=2
         )
     frame = frame.reset_index(drop=True)
+    for name in missing_ok:
+        if columns.get(name) != "number":
+            raise ValueError(f"missing_ok: {name!r} is not a column of kind 'number'")
     for name, kind in kinds.items():
-        frame[name] = _check_column(frame[name], kind, path, name, first_line)
+        frame[name] = _check_column(
+            frame[name], kind, path, name, first_line, missing_ok=name in missing_ok
+        )
     frame.attrs["first_line"] = first_line
     frame.attrs["path"] = str(path)
     return frame
@@ -272,7 +282,7 @@ def _fit_fields(frame, names: list[str], path: Path, allow_extra: bool):
 _PANDAS_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-def _parser_error(path: Path, err: Exception, n_columns: int, expected: str) -> TableError:
+def _parser_error(path: Path, err: Exception, expected: str) -> TableError:
     match = _PANDAS_LINE.search(str(err))
     if match:
         want, line, saw = (int(g) for g in match.groups())
@@ -282,11 +292,13 @@ def _parser_error(path: Path, err: Exception, n_columns: int, expected: str) -> 
     return TableError(path, f"cannot be parsed as a table of {expected}: {err}")
 
 
-def _check_column(values, kind: str, path: Path, name: str, first_line: int):
+def _check_column(
+    values, kind: str, path: Path, name: str, first_line: int, *, missing_ok: bool = False
+):
     pd = _pandas()
     raw = values
     missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
-    if missing.any():
+    if missing.any() and not missing_ok:
         row = int(np.argmax(missing))
         raise TableError(
             path,
@@ -304,7 +316,8 @@ def _check_column(values, kind: str, path: Path, name: str, first_line: int):
     as_float = numbers.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(as_float)
     if kind == "number":
-        _first_bad(bad, raw, kind, path, name, first_line)
+        _first_bad(bad & ~missing, raw, kind, path, name, first_line)
+        numbers[missing] = np.nan
         return numbers.astype(np.float64)
     bad |= as_float != np.round(as_float)
     if kind == "id":
