@@ -1,0 +1,106 @@
+"""What the registry builds: one trainable algorithm, with its one-step ``update``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+from torchrl.objectives import LossModule
+from torchrl.objectives.utils import TargetNetUpdater
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "Algorithm", "make_adam"]
+
+# The paper's optimisation set-up (PAPER.md section 5).
+DEFAULT_LR = 3e-4
+DEFAULT_BATCH_SIZE = 320
+
+
+def make_adam(loss_modules: dict[str, LossModule], lr: float) -> torch.optim.Adam:
+    """One Adam over the trainable parameters of all the loss modules, each counted once.
+
+    Loss modules of one algorithm may hold the same network (e.g. the actor of DRPO-Q's
+    policy loss and of its IQL critic loss); an optimiser must see each parameter once.
+    Target parameters are buffers in TorchRL losses, so they are not included.
+    """
+    seen: set[int] = set()
+    params = []
+    for module in loss_modules.values():
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return torch.optim.Adam(params, lr=lr)
+
+
+@dataclass
+class Algorithm:
+    """A policy with the losses, optimiser and target updaters that train it.
+
+    ``update(batch)`` is one gradient step: ``compute(batch)`` gives the loss terms
+    (entries named ``loss_*``, summed and back-propagated; every loss term only reaches
+    the parameters it is meant to train) and metrics; the optimiser steps; target networks
+    are updated. It returns the detached terms, without host synchronisation, so that it
+    can be wrapped in ``torch.compile``.
+
+    Attributes:
+        name: the registry name.
+        policy: the actor to evaluate/deploy (reads ``"observation"``, writes ``"action"``).
+        loss_modules: the TorchRL loss modules, by role (``"policy"``, ``"critic"``...).
+        optimizer: one Adam over all their trainable parameters.
+        compute: ``batch -> dict`` of loss terms and metrics (0-d tensors).
+        target_updaters: TorchRL ``SoftUpdate``/``HardUpdate`` stepped after each update.
+        hparams: the resolved hyper-parameters (defaults included), for logging.
+        batch_size: the mini-batch size to sample (paper: 320).
+        online: ``True`` when ``update`` expects fresh on-policy rollouts (PPO), not logs.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from drpo_rl.algorithms import build
+        >>> from drpo_rl.models import PolicySpecs
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> algo = build("awr", PolicySpecs(obs_dim=4, num_items=6), beta=1.0)
+        >>> batch = TensorDict({
+        ...     "observation": torch.randn(8, 4), "action": torch.randint(6, (8,)),
+        ...     ("next", "reward"): torch.rand(8, 1)}, [8])
+        >>> metrics = algo.update(batch)
+        >>> sorted(k for k in metrics if k.startswith("loss_"))
+        ['loss_objective', 'loss_value']
+        >>> algo.hparams["beta"], algo.batch_size
+        (1.0, 320)
+    """
+
+    name: str
+    policy: TensorDictModule
+    loss_modules: dict[str, LossModule]
+    optimizer: torch.optim.Optimizer
+    compute: Callable[[TensorDictBase], dict[str, torch.Tensor]]
+    target_updaters: tuple[TargetNetUpdater, ...] = ()
+    hparams: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = DEFAULT_BATCH_SIZE
+    online: bool = False
+
+    def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """One gradient step on ``batch``; returns the detached loss terms and metrics."""
+        terms = self.compute(batch)
+        total = sum(value for key, value in terms.items() if key.startswith("loss_"))
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        for updater in self.target_updaters:
+            updater.step()
+        return {key: value.detach() for key, value in terms.items()}
+
+
+def scalar_terms(out: TensorDictBase, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The 0-d entries of a loss output as a flat dict (per-sample diagnostics dropped)."""
+    return {
+        prefix + key: value
+        for key, value in out.items()
+        if isinstance(value, torch.Tensor) and value.ndim == 0
+    }

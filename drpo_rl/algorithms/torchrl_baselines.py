@@ -1,0 +1,205 @@
+"""Registry builders of the baselines TorchRL already implements, configured for offline
+logs: BC (``BCLoss``), BPPO (``ClipPPOLoss``), IQL (``IQLLoss``/``DiscreteIQLLoss``), CQL
+(``CQLLoss``/``DiscreteCQLLoss``), and PPO (``ClipPPOLoss`` with GAE) for online training."""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+from torchrl.modules import QValueActor
+from torchrl.objectives import (
+    BCLoss,
+    ClipPPOLoss,
+    CQLLoss,
+    DiscreteCQLLoss,
+    DiscreteIQLLoss,
+    IQLLoss,
+    SoftUpdate,
+)
+from torchrl.objectives.utils import ValueEstimators
+
+from drpo_rl.algorithms.algorithm import Algorithm, make_adam, scalar_terms
+from drpo_rl.algorithms.networks import NetworkOptions
+from drpo_rl.algorithms.transitions import complete_terminal_transitions
+from drpo_rl.models import PolicySpecs
+
+__all__ = ["build_bc", "build_bppo", "build_cql", "build_iql", "build_ppo"]
+
+# Key of the logged behaviour propensity log pi_b(a|s) in the offline logs.
+BEHAVIOR_LOG_PROB_KEY = "behavior_log_prob"
+
+
+def _algorithm(name, policy, losses, compute, lr, batch_size, updaters=(), online=False):
+    return Algorithm(
+        name=name,
+        policy=policy,
+        loss_modules=losses,
+        optimizer=make_adam(losses, lr),
+        compute=compute,
+        target_updaters=tuple(updaters),
+        batch_size=batch_size,
+        online=online,
+    )
+
+
+def build_bc(
+    name: str, specs: PolicySpecs, net: NetworkOptions, lr: float, batch_size: int
+) -> Algorithm:
+    """Behaviour cloning with TorchRL's ``BCLoss`` on every logged sample.
+
+    Embedding action: the Gaussian actor, negative log-likelihood of the logged action.
+    Item id: ``BCLoss``'s cross-entropy path, which reads the prediction at the action key,
+    so the loss is given the actor's logits network writing ``"action"`` (the same
+    parameters as the returned categorical policy).
+    """
+    actor = net.actor(specs)
+    if specs.discrete:
+        logits = actor.module[0]
+        cloned = TensorDictModule(logits.module, in_keys=logits.in_keys, out_keys=["action"])
+        loss = BCLoss(cloned, loss_function="cross_entropy")
+    else:
+        loss = BCLoss(actor)
+    return _algorithm(
+        name, actor, {"policy": loss}, lambda b: scalar_terms(loss(b)), lr, batch_size
+    )
+
+
+def build_bppo(
+    name: str,
+    specs: PolicySpecs,
+    net: NetworkOptions,
+    lr: float,
+    batch_size: int,
+    *,
+    clip_epsilon: float = 0.2,
+    entropy_coeff: float = 0.0,
+    gamma: float = 0.99,
+) -> Algorithm:
+    """Offline PPO: ``ClipPPOLoss`` whose old log-probability is the logged behaviour
+    propensity (``"behavior_log_prob"``), advantage ``r + gamma V(s') (1 - terminated) -
+    V(s)`` (TD(0); ``r - V(s)`` on bandit logs) from a ``V(s)`` trained by the same loss."""
+    actor = net.actor(specs)
+    loss = ClipPPOLoss(
+        actor,
+        net.value(specs),
+        clip_epsilon=clip_epsilon,
+        entropy_bonus=entropy_coeff > 0,
+        entropy_coeff=entropy_coeff if entropy_coeff > 0 else None,
+        loss_critic_type="l2",
+    )
+    loss.set_keys(sample_log_prob=BEHAVIOR_LOG_PROB_KEY)
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
+
+    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        return scalar_terms(loss(complete_terminal_transitions(batch)))
+
+    return _algorithm(name, actor, {"policy": loss}, compute, lr, batch_size)
+
+
+def build_iql(
+    name: str,
+    specs: PolicySpecs,
+    net: NetworkOptions,
+    lr: float,
+    batch_size: int,
+    *,
+    expectile: float = 0.7,
+    temperature: float = 3.0,
+    gamma: float = 0.99,
+    tau: float = 0.005,
+) -> Algorithm:
+    """IQL: ``IQLLoss`` (embedding) / ``DiscreteIQLLoss`` (item ids); ``temperature`` is the
+    inverse temperature of its advantage-weighted policy extraction (IQL paper: 3)."""
+    actor = net.actor(specs)
+    q, value = net.qvalue(specs), net.value(specs)
+    kwargs = {"expectile": expectile, "temperature": temperature}
+    if specs.discrete:
+        loss = DiscreteIQLLoss(actor, q, value, action_space="categorical", **kwargs)
+    else:
+        loss = IQLLoss(actor, q, value, **kwargs)
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
+
+    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        return scalar_terms(loss(complete_terminal_transitions(batch)))
+
+    return _algorithm(
+        name, actor, {"policy": loss}, compute, lr, batch_size, [SoftUpdate(loss, tau=tau)]
+    )
+
+
+def build_cql(
+    name: str,
+    specs: PolicySpecs,
+    net: NetworkOptions,
+    lr: float,
+    batch_size: int,
+    *,
+    min_q_weight: float = 1.0,
+    gamma: float = 0.99,
+    tau: float = 0.005,
+) -> Algorithm:
+    """CQL: ``CQLLoss`` with the Gaussian actor (embedding action), or ``DiscreteCQLLoss``
+    whose policy is the greedy ``QValueActor`` over per-item Q values (item ids).
+
+    ``min_q_weight`` is the conservative penalty's weight (embedding action only; TorchRL's
+    discrete CQL has a fixed weight of 1).
+    """
+    if specs.discrete:
+        qnet = net.qvalue(specs).module
+        policy = QValueActor(
+            qnet, in_keys=["observation"], spec=specs.action_spec, action_space="categorical"
+        )
+        loss = DiscreteCQLLoss(policy, action_space="categorical", delay_value=True)
+    else:
+        policy = net.actor(specs)
+        loss = CQLLoss(policy, net.qvalue(specs), min_q_weight=min_q_weight)
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
+
+    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        terms = scalar_terms(loss(complete_terminal_transitions(batch)))
+        # CQLLoss also reports the actor's BC term, meant for a warm-up phase only: it is
+        # logged under another name so that update() does not train on it.
+        if "loss_actor_bc" in terms:
+            terms["actor_bc_nll"] = terms.pop("loss_actor_bc")
+        return terms
+
+    return _algorithm(
+        name, policy, {"policy": loss}, compute, lr, batch_size, [SoftUpdate(loss, tau=tau)]
+    )
+
+
+def build_ppo(
+    name: str,
+    specs: PolicySpecs,
+    net: NetworkOptions,
+    lr: float,
+    batch_size: int,
+    *,
+    clip_epsilon: float = 0.2,
+    entropy_coeff: float = 0.01,
+    gamma: float = 0.99,
+    lmbda: float = 0.95,
+) -> Algorithm:
+    """Online PPO: ``ClipPPOLoss`` with GAE, for rollouts ``[num_envs, T]`` collected with
+    ``algo.policy`` (which writes ``"action_log_prob"``) by a TorchRL collector against the
+    session environment. Each ``update(rollout)`` recomputes GAE with the current critic."""
+    actor = net.actor(specs, return_log_prob=True)
+    loss = ClipPPOLoss(
+        actor,
+        net.value(specs),
+        clip_epsilon=clip_epsilon,
+        entropy_coeff=entropy_coeff,
+        loss_critic_type="l2",
+        normalize_advantage=True,
+    )
+    loss.make_value_estimator(ValueEstimators.GAE, gamma=gamma, lmbda=lmbda)
+    return _algorithm(
+        name,
+        actor,
+        {"policy": loss},
+        lambda b: scalar_terms(loss(b)),
+        lr,
+        batch_size,
+        online=True,
+    )

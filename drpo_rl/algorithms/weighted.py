@@ -1,0 +1,160 @@
+"""Registry builders of the weighted log-likelihood family: DRPO and its variants, APG, AWR,
+CRR, AsymRe (all on :class:`~drpo_rl.objectives.weighted.WeightedLogLikelihoodLoss`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.objectives import DiscreteIQLLoss, IQLLoss, SoftUpdate
+from torchrl.objectives.utils import ValueEstimators
+
+from drpo_rl.algorithms.algorithm import Algorithm, make_adam, scalar_terms
+from drpo_rl.algorithms.networks import NetworkOptions
+from drpo_rl.algorithms.transitions import complete_terminal_transitions
+from drpo_rl.models import PolicySpecs
+from drpo_rl.objectives.apg import APGLoss
+from drpo_rl.objectives.asymre import AsymReLoss
+from drpo_rl.objectives.awr import AWRLoss
+from drpo_rl.objectives.crr import CRRLoss
+from drpo_rl.objectives.drpo import DRPOLoss
+
+__all__ = ["ADVANTAGE_LOSSES", "build_advantage", "build_drpo", "build_drpo_q"]
+
+ADVANTAGE_LOSSES = {"apg": APGLoss, "awr": AWRLoss, "crr": CRRLoss, "asymre": AsymReLoss}
+
+
+def _single_loss(name, policy, loss, lr, batch_size) -> Algorithm:
+    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        return scalar_terms(loss(batch))
+
+    return Algorithm(
+        name=name,
+        policy=policy,
+        loss_modules={"policy": loss},
+        optimizer=make_adam({"policy": loss}, lr),
+        compute=compute,
+        batch_size=batch_size,
+    )
+
+
+def build_drpo(
+    name: str,
+    specs: PolicySpecs,
+    net: NetworkOptions,
+    lr: float,
+    batch_size: int,
+    *,
+    weighting: Literal["drpo", "exp", "uniform"],
+    kappa: float = 0.5,
+    adaptive: bool = True,
+    adapt_lambda: float = 0.5,
+    kappa_min: float = 0.05,
+    beta: float = 0.05,
+    weight_cap: float = 100.0,
+) -> Algorithm:
+    """DRPO (``weighting="drpo"``), DRPO-Exp (``"exp"``) and AdaptBC (``"uniform"``)."""
+    actor = net.actor(specs)
+    loss = DRPOLoss(
+        actor,
+        weighting=weighting,
+        kappa=kappa,
+        adaptive=adaptive,
+        adapt_lambda=adapt_lambda,
+        kappa_min=kappa_min,
+        beta=beta,
+        weight_cap=weight_cap,
+    )
+    return _single_loss(name, actor, loss, lr, batch_size)
+
+
+def build_advantage(
+    name: str,
+    specs: PolicySpecs,
+    net: NetworkOptions,
+    lr: float,
+    batch_size: int,
+    *,
+    baseline: Literal["value", "mean"] = "value",
+    **rule_kwargs,
+) -> Algorithm:
+    """APG, AWR, CRR, AsymRe: the loss named ``name`` with a learned ``V(s)`` baseline
+    (``baseline="value"``) or the batch mean (``"mean"``); ``rule_kwargs`` (``beta``,
+    ``form``, ``max_weight``, ``negative_scale``) go to the loss."""
+    if baseline not in ("value", "mean"):
+        raise ValueError(f"baseline must be 'value' or 'mean', got {baseline!r}")
+    actor = net.actor(specs)
+    value = net.value(specs) if baseline == "value" else None
+    loss = ADVANTAGE_LOSSES[name](actor, value, **rule_kwargs)
+    return _single_loss(name, actor, loss, lr, batch_size)
+
+
+def build_drpo_q(
+    name: str,
+    specs: PolicySpecs,
+    net: NetworkOptions,
+    lr: float,
+    batch_size: int,
+    *,
+    expectile: float = 0.7,
+    gamma: float = 0.99,
+    tau: float = 0.005,
+    kappa: float = 0.5,
+    adaptive: bool = True,
+    adapt_lambda: float = 0.5,
+    kappa_min: float = 0.05,
+) -> Algorithm:
+    """DRPO-Q: DRPO's filter and weights on ``Q(s, a)`` instead of the logged reward.
+
+    ``Q`` and ``V`` are trained by TorchRL's IQL critic losses (``qvalue_loss`` and the
+    expectile ``value_loss``; IQL's own actor loss is not used); the score is the minimum
+    of IQL's two target Q networks at the logged action, written to ``"q_score"``.
+    """
+    actor = net.actor(specs)
+    q = net.qvalue(specs)
+    value = net.value(specs)
+    if specs.discrete:
+        critic_loss = DiscreteIQLLoss(
+            actor, q, value, action_space="categorical", expectile=expectile
+        )
+    else:
+        critic_loss = IQLLoss(actor, q, value, expectile=expectile)
+    critic_loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
+    policy_loss = DRPOLoss(
+        actor, kappa=kappa, adaptive=adaptive, adapt_lambda=adapt_lambda, kappa_min=kappa_min
+    )
+    policy_loss.set_keys(score="q_score")
+    losses = {"policy": policy_loss, "critic": critic_loss}
+
+    def logged_q(batch: TensorDictBase) -> torch.Tensor:
+        values = []
+        with torch.no_grad():
+            for k in range(critic_loss.num_qvalue_nets):
+                work = batch.select(*q.in_keys).copy()
+                with critic_loss.target_qvalue_network_params[k].to_module(q):
+                    value_k = q(work)["state_action_value"]
+                if specs.discrete:
+                    value_k = value_k.gather(-1, batch["action"].long().reshape(-1, 1))
+                values.append(value_k.reshape(-1, 1))
+        return torch.stack(values).min(0).values
+
+    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        batch = complete_terminal_transitions(batch)
+        loss_qvalue, _ = critic_loss.qvalue_loss(batch)
+        loss_value, _ = critic_loss.value_loss(batch)
+        scored = batch.copy()
+        scored["q_score"] = logged_q(batch)
+        terms = scalar_terms(policy_loss(scored))
+        terms.update(loss_qvalue=loss_qvalue, loss_value=loss_value)
+        return terms
+
+    return Algorithm(
+        name=name,
+        policy=actor,
+        loss_modules=losses,
+        optimizer=make_adam(losses, lr),
+        compute=compute,
+        target_updaters=(SoftUpdate(critic_loss, tau=tau),),
+        batch_size=batch_size,
+    )
