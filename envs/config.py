@@ -33,6 +33,14 @@ class UnknownConfigFieldError(ValueError, TypeError):
     A `ValueError` (the suite's rule for bad input) that is also the `TypeError` Python
     raises for an unexpected keyword argument, so that callers probing keyword arguments
     (TorchRL's `GymEnv` tries `frameskip`) recognise it.
+
+    Example:
+        >>> from envs.config import RecSimConfig, UnknownConfigFieldError
+        >>> try:
+        ...     RecSimConfig.from_overrides(frameskip=4)
+        ... except UnknownConfigFieldError as err:
+        ...     print(isinstance(err, ValueError), isinstance(err, TypeError))
+        True True
     """
 
 
@@ -42,6 +50,12 @@ class SessionDynamics:
 
     Not a user-facing config: `RecSimConfig.dynamics()` and `UserSessionConfig.dynamics()`
     build it so that one environment core serves both.
+
+    Example:
+        >>> from envs.config import RecSimConfig
+        >>> bandit = RecSimConfig().dynamics()
+        >>> bandit.max_length, bandit.history_length, bandit.static_users
+        (1, 0, True)
     """
 
     max_length: int

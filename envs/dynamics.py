@@ -115,11 +115,10 @@ def new_users(
 
 
 def observe(catalogue: Catalogue, state: TensorDict, dynamics: SessionDynamics) -> torch.Tensor:
-    """The observation [B, obs_dim] of each user's state.
+    """The observation [B, obs_dim] of each user's state, laid out as `observation_layout`.
 
-    Layout: noisy u (d) | embeddings of the K most recent items, most recent first, zeros
-    for empty slots (K*d) | their observed rewards (K) | step / max_length (1, sessions
-    only).
+    noisy u (d) | embeddings of the K most recent items, most recent first, zeros for empty
+    slots (K*d) | their observed rewards (K) | step / max_length (1, sessions only).
     """
     parts = [state["preference"] + state["view_offset"]]
     if dynamics.history_length > 0:
@@ -132,9 +131,27 @@ def observe(catalogue: Catalogue, state: TensorDict, dynamics: SessionDynamics) 
     return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
-def observation_dim(embedding_dim: int, dynamics: SessionDynamics) -> int:
+def observation_layout(embedding_dim: int, dynamics: SessionDynamics) -> dict[str, slice]:
+    """Where each part of the observation sits (the parts `observe` concatenates).
+
+    Example:
+        >>> from envs.config import UserSessionConfig
+        >>> from envs.dynamics import observation_layout
+        >>> observation_layout(4, UserSessionConfig(history_length=2).dynamics())
+        {'preference': slice(0, 4, None), 'history_items': slice(4, 12, None), \
+'history_rewards': slice(12, 14, None), 'step': slice(14, 15, None)}
+    """
     k = dynamics.history_length
-    return embedding_dim + k * embedding_dim + k + int(dynamics.observe_step)
+    sizes = {"preference": embedding_dim}
+    if k > 0:
+        sizes |= {"history_items": k * embedding_dim, "history_rewards": k}
+    if dynamics.observe_step:
+        sizes["step"] = 1
+    layout, start = {}, 0
+    for name, size in sizes.items():
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
 
 
 def consume(

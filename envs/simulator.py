@@ -20,7 +20,18 @@ class SimulatedUsersEnv(EnvBase):
     synchronisation is the check that item ids are in range (and that embeddings are
     finite), which raises a `ValueError` naming what was expected.
 
-    Subclasses set `config_class` and carry the user-facing documentation.
+    Subclasses set `config_class` and carry the user-facing documentation; the config's
+    `dynamics()` decides between the bandit (one step, static users) and sessions.
+
+    Example:
+        >>> import torch
+        >>> from envs import RecSimConfig, SimulatedUsersEnv
+        >>> env = SimulatedUsersEnv(RecSimConfig(action_type="item"), num_envs=4, seed=0)
+        >>> td = env.reset()
+        >>> td["action"] = td["item_rewards"].argmax(-1)  # the oracle
+        >>> out = env.step(td)["next"]
+        >>> bool(torch.equal(out["latent_reward"][:, 0], td["item_rewards"].max(-1).values))
+        True
     """
 
     config_class: type[RecSimConfig] = RecSimConfig
@@ -61,6 +72,12 @@ class SimulatedUsersEnv(EnvBase):
         return cls.config_class.from_overrides(**overrides)
 
     @property
+    def observation_layout(self) -> dict[str, slice]:
+        """Slices of "observation": "preference" (noisy u), and for sessions
+        "history_items", "history_rewards", "step" (see `envs.dynamics.observe`)."""
+        return rules.observation_layout(self.config.embedding_dim, self.dynamics)
+
+    @property
     def num_envs(self) -> int:
         return self.batch_size[0]
 
@@ -71,7 +88,7 @@ class SimulatedUsersEnv(EnvBase):
             self.action_spec = Unbounded(shape=(b, d), dtype=torch.float32, device=device)
         else:
             self.action_spec = Categorical(n, shape=(b,), dtype=torch.int64, device=device)
-        obs_dim = rules.observation_dim(d, self.dynamics)
+        obs_dim = max(part.stop for part in self.observation_layout.values())
         self.observation_spec = Composite(
             observation=Unbounded(shape=(b, obs_dim), dtype=torch.float32, device=device),
             item_rewards=Bounded(0.0, 1.0, shape=(b, n), dtype=torch.float32, device=device),

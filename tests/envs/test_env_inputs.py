@@ -199,11 +199,13 @@ def test_cuda_and_cpu_share_the_catalogue():
 MODULES = [
     "envs.catalogue",
     "envs.config",
+    "envs.dynamics",
     "envs.factory",
     "envs.gym_env",
     "envs.gym_vector",
     "envs.recsim_bandit",
     "envs.registration",
+    "envs.simulator",
     "envs.user_session",
 ]
 

@@ -142,6 +142,9 @@ def test_observation_layout_history_and_step():
         obs[:, 4 * d : 4 * d + 3], torch.stack([rewards[1], rewards[0], torch.zeros(2)], -1)
     )
     torch.testing.assert_close(obs[:, -1], torch.full((2,), 2 / 8))
+    layout = env.observation_layout
+    assert layout["preference"] == slice(0, d) and layout["step"] == slice(4 * d + 3, 4 * d + 4)
+    assert layout["history_items"] == slice(d, 4 * d)
 
 
 @pytest.mark.parametrize("name", ["RecSimBandit", "UserSession"])
