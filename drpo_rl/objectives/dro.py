@@ -144,8 +144,7 @@ def top_fraction_mask(
     positions = torch.arange(n, device=scores.device)
     order = torch.argsort(scores, descending=True, stable=True)
     if groups is None:
-        count = torch.full_like(positions, n)
-        start = torch.zeros_like(positions)
+        count, start = n, 0
     else:
         if groups.shape != scores.shape or torch.is_floating_point(groups):
             raise ValueError(
@@ -165,7 +164,12 @@ def top_fraction_mask(
     kappa = torch.as_tensor(kappa, device=scores.device)
     keep = torch.floor(kappa * count + _FLOOR_SLACK).clamp(min=1).to(positions.dtype)
     kept_sorted = (positions - start) < keep
-    threshold_sorted = scores[order[start + keep - 1]]
+    # gather, not indexing with a 0-d tensor: that would be a data-dependent .item().
+    boundary = (start + keep - 1).reshape(-1)
+    threshold_sorted = scores.gather(0, order.gather(0, boundary))
     kept = torch.empty_like(kept_sorted).scatter_(0, order, kept_sorted)
-    threshold = torch.empty_like(scores).scatter_(0, order, threshold_sorted)
+    if groups is None:
+        threshold = threshold_sorted.expand_as(scores)
+    else:
+        threshold = torch.empty_like(scores).scatter_(0, order, threshold_sorted)
     return kept, threshold

@@ -1,0 +1,153 @@
+"""Time of one update step (forward + backward + Adam) with DRPOLoss vs TorchRL's BCLoss.
+
+Same actor (the paper's Gaussian policy: MLP 2 x 128, ReLU, over a 16-d item embedding;
+`drpo_rl.models.make_gaussian_actor`), same batch, same optimizer; only the loss differs.
+Three losses are timed in one process, at each batch size:
+- `BCLoss`: TorchRL's behaviour cloning (the reference the ratio is taken against);
+- `NLL`: the bare minimum of a log-likelihood step, `-actor.get_dist(td).log_prob(a).mean()`
+  written by hand (shows what the loss-module machinery costs);
+- `DRPOLoss`: DRPO with its default adaptive kappa (the top-fraction filter, weights,
+  effective sample size and in-place kappa update included).
+Target: DRPO / BC <= 1.15 on CPU, and on the GPU with `--compile`.
+Note that TorchRL's BCLoss runs the actor twice per step on a ProbabilisticActor (once as a
+policy, once in `get_dist`), so it is not the cheapest possible reference; the NLL column
+is.
+
+    python benchmarks/drpo_update_step.py                        # CPU, batch 320 and 32768
+    python benchmarks/drpo_update_step.py --device cuda --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+from tensordict import TensorDict
+from torchrl.objectives import BCLoss
+
+from drpo_rl.models import PolicySpecs, make_gaussian_actor
+from drpo_rl.objectives import DRPOLoss
+
+OBS_DIM = ACTION_DIM = 16
+
+
+class HandNLL(torch.nn.Module):
+    """The reference floor: negative log-likelihood of the logged action, nothing else."""
+
+    def __init__(self, actor):
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, data):
+        log_prob = self.actor.get_dist(data.copy()).log_prob(data["action"])
+        return TensorDict({"loss_nll": -log_prob.mean()})
+
+
+def make_batch(n: int, device: torch.device) -> TensorDict:
+    g = torch.Generator().manual_seed(n)
+    return TensorDict(
+        {
+            "observation": torch.randn(n, OBS_DIM, generator=g),
+            "action": torch.randn(n, ACTION_DIM, generator=g),
+            ("next", "reward"): torch.rand(n, 1, generator=g),
+        },
+        [n],
+    ).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(name, batch, device, compile_):
+    """One update step of `name` on `batch`, warmed up (and compiled) before it is returned."""
+    torch.manual_seed(0)
+    actor = make_gaussian_actor(PolicySpecs(obs_dim=OBS_DIM, action_dim=ACTION_DIM)).to(device)
+    if name == "BCLoss":
+        with warnings.catch_warnings():
+            # torchrl's BCLoss trips its own annotation check; not ours to silence upstream.
+            warnings.simplefilter("ignore", UserWarning)
+            loss_module = BCLoss(actor)
+        key = "loss_bc"
+    elif name == "NLL":
+        loss_module, key = HandNLL(actor), "loss_nll"
+    else:
+        loss_module, key = DRPOLoss(actor).to(device), "loss_objective"
+    optimizer = torch.optim.Adam(loss_module.parameters(), lr=3e-4)
+    forward = loss_module
+    if compile_:
+        # DRPOLoss compiles as one graph; the references may need graph breaks.
+        forward = torch.compile(loss_module, fullgraph=(name == "DRPOLoss"))
+
+    def step():
+        loss = forward(batch)[key]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for _ in range(5):
+        step()
+    _sync(device)
+    return step
+
+
+def time_round(step, device, calls):
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / calls
+
+
+def measure(steps, device, seconds, repeats):
+    """Median seconds per step; the losses take turns round by round so that a change in
+    machine load hits all of them alike."""
+    calls = {}
+    for name, step in steps.items():
+        per_step = time_round(step, device, 3)
+        calls[name] = max(3, int(seconds / repeats / max(per_step, 1e-6)))
+    samples = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            samples[name].append(time_round(step, device, calls[name]))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[320, 32768])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the losses")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing per loss and size")
+    parser.add_argument("--repeats", type=int, default=9, help="median over this many rounds")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="tensordict")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(
+        f"device={device} compile={args.compile} torch threads={torch.get_num_threads()} "
+        f"torch {torch.__version__}"
+    )
+    header = ("batch", "BCLoss ms", "NLL ms", "DRPO ms", "DRPO/BC", "DRPO/NLL")
+    print(" ".join(f"{h:>10}" for h in header))
+    for n in args.batch_sizes:
+        batch = make_batch(n, device)
+        steps = {
+            name: make_step(name, batch, device, args.compile)
+            for name in ("BCLoss", "NLL", "DRPOLoss")
+        }
+        t = measure(steps, device, args.seconds, args.repeats)
+        row = (t["BCLoss"] * 1e3, t["NLL"] * 1e3, t["DRPOLoss"] * 1e3)
+        ratios = (t["DRPOLoss"] / t["BCLoss"], t["DRPOLoss"] / t["NLL"])
+        print(f"{n:>10} " + " ".join(f"{v:>10.3f}" for v in row + ratios))
+
+
+if __name__ == "__main__":
+    main()
