@@ -102,6 +102,12 @@ def test_every_entry_builds_and_trains(name, specs):
     for _ in range(3):
         metrics = algo.update(batch)
     assert (batch == before).all()  # update never writes into the caller's batch
+    if not algo.online:  # same with logs that already hold the next state
+        full = complete_terminal_transitions(batch)
+        full_before = full.clone()
+        algo.update(full)
+        assert set(full.keys(True)) == set(full_before.keys(True))
+        assert (full == full_before).all()
     assert any(k.startswith("loss_") for k in metrics)
     for key, value in metrics.items():
         assert value.ndim == 0 and torch.isfinite(value), key
@@ -170,7 +176,8 @@ def test_complete_terminal_transitions():
     full = complete_terminal_transitions(batch)
     torch.testing.assert_close(full["next", "observation"], batch["observation"])
     assert ("next", "observation") not in batch.keys(True)
-    assert complete_terminal_transitions(full) is full
+    again = complete_terminal_transitions(full)
+    assert again is not full and (again == full).all()
     batch["next", "done"][0] = False
     with pytest.raises(ValueError, match="not terminal"):
         complete_terminal_transitions(batch)

@@ -17,7 +17,8 @@ __all__ = ["complete_terminal_transitions"]
 
 def complete_terminal_transitions(batch: TensorDictBase) -> TensorDictBase:
     """A shallow copy of ``batch`` with ``("next", "terminated")`` and, for all-terminal
-    batches, ``("next", "observation")`` filled in. The input is not modified.
+    batches, ``("next", "observation")`` filled in. The input is not modified, and losses
+    that write diagnostics into their input (TorchRL's CQL and IQL do) write into the copy.
 
     ``("next", "terminated")`` defaults to ``("next", "done")`` (bandit logs never
     truncate). A missing ``("next", "observation")`` is filled with ``"observation"`` only
@@ -39,12 +40,12 @@ def complete_terminal_transitions(batch: TensorDictBase) -> TensorDictBase:
     keys = batch.keys(True)
     missing_obs = ("next", "observation") not in keys
     missing_term = ("next", "terminated") not in keys
+    out = batch.copy()
     if not (missing_obs or missing_term):
-        return batch
+        return out
     done = batch.get(("next", "done"), default=None)
     if done is None:
         raise ValueError("offline logs need a ('next', 'done') entry (bool, [B, 1])")
-    out = batch.copy()
     out["next"] = batch["next"].copy()
     terminated = done if missing_term else batch["next", "terminated"]
     if missing_term:
