@@ -80,7 +80,7 @@ def test_bc_on_clean_expert_logs_reaches_90_percent_of_the_oracle(env_name):
     algo = build("bc", specs, **NET)
     train(algo, logs, STEPS)
     reward, oracle = online_reward(algo.policy, env_name)
-    assert reward >= 0.9 * oracle, (reward, oracle)  # seen: 0.96 of the oracle
+    assert reward >= 0.9 * oracle, (reward, oracle)  # seen: 0.95 of the oracle (both forms)
 
 
 @pytest.mark.parametrize("env_name", ["RecSimBanditDiscrete", "RecSimBandit"])
@@ -92,7 +92,7 @@ def test_drpo_clearly_beats_bc_on_extreme_noise_logs(env_name):
         algo = build(name, specs, **NET)
         train(algo, logs, STEPS)
         rewards[name], oracle = online_reward(algo.policy, env_name)
-    # seen: drpo 0.94-0.96 of the oracle; bc 0.63 (item ids) and 0.40 (embeddings)
+    # seen: drpo 0.95 of the oracle; bc 0.66 (item ids) and 0.43 (embeddings)
     assert rewards["drpo"] >= 0.85 * oracle, (rewards, oracle)
     assert rewards["drpo"] >= rewards["bc"] + 0.15, rewards
 
@@ -114,8 +114,9 @@ def test_apg_runs_away_from_the_data_on_noisy_logs():
     apg, drpo = reports["apg"], reports["drpo"]
     start = apg[0]["mu_action_distance"]
     torch.testing.assert_close(drpo[0]["mu_action_distance"], start)  # same initial actor
-    # APG: the policy mean leaves the data (seen: 1.2 -> 28 in 200 steps), driven by
-    # repulsive gradients that grow with it (seen: 0.04 -> 82 on the actor parameters)
+    # APG: the policy mean leaves the data (seen: 1.2 -> 21 in 200 steps), driven by
+    # repulsive gradients that grow with it (seen: 0.15 -> 52 on the actor parameters,
+    # 0.84x the attractive ones); sigma shrinks meanwhile (1.0 -> 0.85)
     distances = torch.stack([r["mu_action_distance"] for r in apg])
     assert (distances[1:] > distances[:-1]).all(), distances
     assert distances[-1] > 10 * start, distances
