@@ -125,7 +125,7 @@ class BehaviorAgent(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         probs = self.item_probs(tensordict)
-        item = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+        item = _sample_categorical(probs, self.generator)
         agent = torch.full_like(item, self.agent_id)
         return _emit(self, tensordict, item, agent, probs)
 
@@ -421,9 +421,9 @@ class BehaviorMixture(BehaviorAgent):
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         probs = self._component_probs(tensordict)  # [K, B, N]
         batch = probs.shape[1]
-        choice = torch.multinomial(self.weights, batch, replacement=True, generator=self.generator)
+        choice = _sample_categorical(self.weights.expand(batch, -1), self.generator)
         rows = torch.arange(batch, device=probs.device)
-        item = torch.multinomial(probs[choice, rows], 1, generator=self.generator).squeeze(-1)
+        item = _sample_categorical(probs[choice, rows], self.generator)
         mixture = torch.einsum("k,kbn->bn", self.weights, probs)
         return _emit(self, tensordict, item, self.agent_ids[choice], mixture)
 
@@ -467,6 +467,18 @@ def _gaussian_mixture_log_density(
     ).clamp_min(0.0)
     log_normal = -sq_dist / (2.0 * std * std) - 0.5 * dim * math.log(2.0 * math.pi * std * std)
     return torch.logsumexp(weights.log() + log_normal, dim=-1)
+
+
+def _sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of ``probs`` [B, N] by inverse CDF: int64 [B].
+
+    Several times faster than ``torch.multinomial`` on the CPU. ``u`` is drawn below each
+    row's total, so rounding in the cumulative sum can never select a zero-probability
+    index (``right=True`` skips the flat steps those leave in the CDF).
+    """
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device)
+    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).squeeze(-1)
 
 
 def _softmax_or_argmax(scores: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -32,7 +32,7 @@ from torchrl.data import (
     ImmutableDatasetWriter,
     LazyMemmapStorage,
     RandomSampler,
-    TensorDictReplayBuffer,
+    ReplayBuffer,
 )
 from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers import Sampler, Writer
@@ -176,8 +176,7 @@ class OfflineLogs(BaseDatasetExperienceReplay):
         ndim = data.batch_dims
         with StagedDataset(path) as staged:
             storage = staged.make_storage(data.batch_size.numel(), ndim=ndim)
-            writer = TensorDictReplayBuffer(storage=storage, batch_size=1)
-            writer.extend(data)
+            ReplayBuffer(storage=storage).extend(data)
             staged.commit(storage, metadata)
         return cls(path, **buffer_kwargs)
 
@@ -221,12 +220,12 @@ class StagedDataset:
     Examples:
         >>> import tempfile, torch
         >>> from tensordict import TensorDict
-        >>> from torchrl.data import TensorDictReplayBuffer
+        >>> from torchrl.data import ReplayBuffer
         >>> from drpo_rl.data.dataset import StagedDataset
         >>> path = f"{tempfile.mkdtemp()}/logs"
         >>> with StagedDataset(path) as staged:
         ...     storage = staged.make_storage(8)
-        ...     index = TensorDictReplayBuffer(storage=storage).extend(
+        ...     index = ReplayBuffer(storage=storage).extend(
         ...         TensorDict({"x": torch.arange(8)}, batch_size=[8]))
         ...     staged.commit(storage, {"note": "eight rows"})
         >>> from drpo_rl.data import OfflineLogs
@@ -258,7 +257,12 @@ class StagedDataset:
         return self.dir / _STORAGE_DIR
 
     def make_storage(self, num_rows: int, *, ndim: int = 1) -> LazyMemmapStorage:
-        """An empty ``LazyMemmapStorage`` of ``num_rows`` interactions in the staging folder."""
+        """An empty ``LazyMemmapStorage`` of ``num_rows`` interactions in the staging folder.
+
+        Fill it through a plain :class:`~torchrl.data.ReplayBuffer` (``ndim=2`` storages take
+        ``[env, time]`` batches); a ``TensorDictReplayBuffer`` would also store its
+        ``"index"`` entry.
+        """
         return LazyMemmapStorage(
             num_rows, scratch_dir=self.storage_dir, ndim=ndim, auto_cleanup=False
         )

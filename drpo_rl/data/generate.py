@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
-from torchrl.data import TensorDictReplayBuffer
+from torchrl.data import ReplayBuffer
 from tqdm.auto import tqdm
 
 import envs
@@ -167,7 +167,7 @@ def generate_logs(
     }
     with StagedDataset(path) as staged:
         storage = staged.make_storage(num_samples, ndim=2 if session else 1)
-        writer = TensorDictReplayBuffer(storage=storage)
+        writer = ReplayBuffer(storage=storage)
         with tqdm(total=num_samples, unit="rows", disable=not progress, desc="logs") as bar:
             for batch in _collect(env, policy, num_samples, keys, flatten=not session):
                 writer.extend(batch)
@@ -191,7 +191,9 @@ def _collect(
         env,
         policy,
         frames_per_batch=steps_per_batch * num_envs,
-        total_frames=steps_total * num_envs,
+        # Unbounded: the loop below stops at exactly num_samples rows (a bounded total that
+        # is no multiple of frames_per_batch makes the collector warn and over-collect).
+        total_frames=-1,
         # Our policies need no recurrent-state transforms; opting out also silences
         # torchrl 0.14's FutureWarning about the v0.15 default.
         auto_register_policy_transforms=False,

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 from tensordict import MemoryMappedTensor, TensorDict
-from torchrl.data import SamplerWithoutReplacement, SliceSampler, TensorDictReplayBuffer
+from torchrl.data import ReplayBuffer, SamplerWithoutReplacement, SliceSampler
 from torchrl.envs import RenameTransform
 
 from drpo_rl.data import FORMAT_VERSION, OfflineLogs
@@ -30,12 +30,14 @@ def _rows(n=50):
 
 def test_round_trip_keeps_every_value_and_metadata(tmp_path):
     td = _rows()
+    keys = set(td.keys(True, True))
     logs = OfflineLogs.from_tensordict(td, tmp_path / "logs", {"env": "X", "seed": 3})
+    assert set(td.keys(True, True)) == keys  # the caller's data is left as it was
     reopened = OfflineLogs.load(tmp_path / "logs")
     for dataset in (logs, reopened):
         assert len(dataset) == 50
         stored = dataset[:]
-        assert set(stored.keys(True, True)) == set(td.keys(True, True)) | {"index"}
+        assert set(stored.keys(True, True)) == set(td.keys(True, True))
         for key in td.keys(True, True):
             torch.testing.assert_close(stored[key], td[key], rtol=0, atol=0)
     assert reopened.sample(7).shape == torch.Size([7])
@@ -173,7 +175,7 @@ def test_exception_inside_staging_removes_it(tmp_path):
 def _write_then_hang(path, written):
     with StagedDataset(path) as staged:
         storage = staged.make_storage(100)
-        TensorDictReplayBuffer(storage=storage).extend(TensorDict({"x": torch.arange(60)}, [60]))
+        ReplayBuffer(storage=storage).extend(TensorDict({"x": torch.arange(60)}, [60]))
         written.set()
         time.sleep(60)
         staged.commit(storage, {})

@@ -33,7 +33,7 @@ def medium_logs(tmp_path_factory):
 
 def test_stored_keys_dtypes_and_shapes(medium_logs):
     td = medium_logs[:]
-    stored = set(td.keys(True, True)) - {"index"}
+    stored = set(td.keys(True, True))
     assert stored == set(LOG_KEYS)
     assert "item_rewards" not in td.keys() and ("next", "item_rewards") not in stored
     n = 6000
