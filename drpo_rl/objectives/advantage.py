@@ -16,6 +16,7 @@ baseline, no extra parameters).
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -39,8 +40,7 @@ def exp_advantage_weights(advantage: torch.Tensor, beta: float, max_weight: floa
         >>> exp_advantage_weights(torch.tensor([0.0, 0.1, 10.0]), beta=0.1, max_weight=20.0)
         tensor([ 1.0000,  2.7183, 20.0000])
     """
-    log_cap = torch.log(torch.as_tensor(max_weight, dtype=advantage.dtype))
-    return torch.exp(torch.clamp(advantage / beta, max=log_cap))
+    return torch.exp(torch.clamp(advantage / beta, max=math.log(max_weight)))
 
 
 class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):
@@ -63,6 +63,25 @@ class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):
     Output: ``loss_objective``, ``ess`` (effective sample size of the weights),
     ``advantage_mean``, ``advantage_std``, ``negative_advantage_fraction``, and
     ``loss_value`` when there is a value network.
+
+    Examples:
+        A rule that clones the better-than-baseline samples only:
+
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from drpo_rl.models import PolicySpecs, make_categorical_actor, make_value_critic
+        >>> class PositiveAdvantageBC(AdvantageWeightedLoss):
+        ...     def _advantage_weights(self, advantage):
+        ...         return (advantage > 0).to(advantage.dtype)
+        >>> specs = PolicySpecs(obs_dim=4, num_items=5)
+        >>> loss = PositiveAdvantageBC(make_categorical_actor(specs), make_value_critic(specs))
+        >>> data = TensorDict({
+        ...     "observation": torch.randn(6, 4), "action": torch.randint(5, (6,)),
+        ...     ("next", "reward"): torch.rand(6, 1)}, [6])
+        >>> out = loss(data)
+        >>> (out["loss_objective"] + out["loss_value"]).backward()  # actor and V(s) both train
+        >>> bool(((loss.weights(data) > 0) == (loss.advantage(data) > 0)).all())
+        True
     """
 
     @dataclass
