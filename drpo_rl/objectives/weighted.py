@@ -244,7 +244,7 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
             key = self.tensor_keys.state_action_value
             with self.critic_network_params.detach().to_module(self.critic_network):
                 critic_td = self.critic_network(
-                    tensordict.select(*self.critic_network.in_keys, strict=False).copy()
+                    tensordict.select(*self.critic_network.in_keys, strict=False)
                 )
             source = f"the critic output {key!r}"
             score = critic_td.get(key, default=None)

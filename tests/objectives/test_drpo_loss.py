@@ -126,8 +126,6 @@ def test_exp_and_uniform_weightings():
     torch.testing.assert_close(DRPOLoss(actor, weighting="uniform").weights(data), kept * 2)
 
 
-# TorchRL's BCLoss itself trips its own annotation check when it converts the actor.
-@pytest.mark.filterwarnings("ignore:The name target_actor_network_params wasn't part")
 def test_uniform_weighting_is_torchrl_bc_on_the_kept_samples():
     actor = mlp_actor()
     data = make_batch(REWARDS)
@@ -428,6 +426,22 @@ def test_update_step_compiles_fullgraph_aot_eager():
 
 
 @pytest.mark.slow
+# Inductor's own code generation goes through torch.jit.script_method, deprecated in torch 2.13.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_update_step_compiles_fullgraph_inductor():
     torch._dynamo.reset()
     compiled_matches_eager("inductor")
+
+
+def test_group_filter_traces_as_one_graph():
+    torch._dynamo.reset()
+    loss = DRPOLoss(mlp_actor(seed=2), kappa=0.5)
+    loss.set_keys(group="user_id")
+    eager = DRPOLoss(mlp_actor(seed=2), kappa=0.5, adaptive=False)
+    eager.set_keys(group="user_id")
+    data = make_batch(torch.rand(40, generator=torch.Generator().manual_seed(0)).tolist())
+    data["user_id"] = torch.arange(40) % 6
+    out = torch.compile(loss, fullgraph=True, backend="eager")(data)
+    ref = eager(data)
+    for key in loss.out_keys:
+        torch.testing.assert_close(out[key], ref[key])
