@@ -122,10 +122,10 @@ def observe(catalogue: Catalogue, state: TensorDict, dynamics: SessionDynamics) 
     """
     parts = [state["preference"] + state["view_offset"]]
     if dynamics.history_length > 0:
-        items = state["history_items"]
-        filled = (items >= 0).unsqueeze(-1)
-        embeddings = catalogue.embeddings[items.clamp(min=0)] * filled
-        parts += [embeddings.flatten(1), state["history_rewards"]]
+        # Empty slots (-1) index an appended zero row: -1 % (N + 1) == N.
+        table = torch.nn.functional.pad(catalogue.embeddings, (0, 0, 0, 1))
+        rows = state["history_items"].remainder(catalogue.num_items + 1)
+        parts += [table[rows].flatten(1), state["history_rewards"]]
     if dynamics.observe_step:
         parts.append((state["step"].to(torch.float32) / dynamics.max_length).unsqueeze(-1))
     return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
