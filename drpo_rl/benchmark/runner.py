@@ -1,0 +1,236 @@
+"""Run a benchmark grid: logs per scenario and seed, then every learner and reference row.
+
+:func:`run_benchmark` is the whole pipeline behind ``drpo-rl bench``. It validates every
+name first, generates (or re-opens, from the output folder) the logs of each scenario and
+seed, then runs each learner and reference row whose result file is missing, saving each
+as soon as it finishes. Re-running with the same folder therefore resumes: finished runs
+are loaded and listed as skipped.
+
+Runs are independent (each seeds everything it draws), so they may be spread over worker
+processes; a run gives the same numbers whichever process does it, as long as every
+process uses the same number of torch threads (the workers and the command line use one).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tqdm.auto import tqdm
+
+from drpo_rl.benchmark.monitoring import monitor_for
+from drpo_rl.benchmark.presets import BenchmarkConfig
+from drpo_rl.benchmark.references import behaviour_policy, expert_rows
+from drpo_rl.benchmark.store import ResultStore, RunKey
+from drpo_rl.benchmark.training import train
+from drpo_rl.evaluation import evaluate, oracle_policy
+
+# Evaluation users are drawn from a seed far from the logs' seed, so that the simulated
+# users a policy is scored on are not the users whose interactions it learnt from.
+EVAL_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class BenchmarkReport:
+    """What a benchmark invocation did and found.
+
+    Attributes:
+        config: the benchmark's configuration.
+        out_dir: its output folder.
+        records: one record per run of the grid (finished now or earlier), grid order.
+        ran: the runs done by this invocation.
+        skipped: the runs found finished in the folder and not redone.
+        wall_seconds: wall time of this invocation.
+    """
+
+    config: BenchmarkConfig
+    out_dir: Path
+    records: list[dict[str, Any]]
+    ran: list[RunKey]
+    skipped: list[RunKey]
+    wall_seconds: float
+
+
+def plan(config: BenchmarkConfig) -> list[RunKey]:
+    """The grid in execution order: per scenario and seed, references then learners.
+
+    Example:
+        >>> from drpo_rl.benchmark.presets import PRESETS
+        >>> [str(k) for k in plan(PRESETS["tiny"])][:2]
+        ['medium/oracle/seed-0', 'medium/behaviour/seed-0']
+    """
+    return [
+        RunKey(scenario, name, seed)
+        for scenario in config.scenarios
+        for seed in config.seeds
+        for name in (*config.references, *config.algorithms)
+    ]
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> BenchmarkReport:
+    """Run (or resume) the benchmark ``config`` in ``out_dir`` with ``workers`` processes.
+
+    Example:
+        >>> import tempfile
+        >>> from drpo_rl.benchmark.presets import make_config
+        >>> config = make_config("tiny", algorithms=["bc"], steps=5)
+        >>> report = run_benchmark(config, tempfile.mkdtemp(), progress=False, echo=print)
+        >>> [k.algorithm for k in report.ran]
+        ['oracle', 'behaviour', 'bc-expert', 'bc']
+        >>> again = run_benchmark(config, report.out_dir, progress=False, echo=print)
+        resuming ...: skipping 4 finished run(s): medium/oracle/seed-0, ...
+        >>> again.ran, again.records == report.records
+        ([], True)
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    start = time.perf_counter()
+    config.validate()
+    store = ResultStore(out_dir)
+    store.check_settings(config.run_settings())
+    keys = plan(config)
+    skipped = [k for k in keys if store.has(k)]
+    todo = [k for k in keys if not store.has(k)]
+    if skipped:
+        echo(
+            f"resuming {store.root}: skipping {len(skipped)} finished run(s): "
+            + ", ".join(str(k) for k in skipped)
+        )
+    for scenario, seed in dict.fromkeys((k.scenario, k.seed) for k in todo):
+        open_logs(config, store, scenario, seed, progress=progress)
+
+    ran: list[RunKey] = []
+    with tqdm(total=len(todo), desc="bench", unit="run", disable=not progress or not todo) as bar:
+        if workers == 1 or len(todo) <= 1:
+            for key in todo:
+                bar.set_postfix_str(str(key))
+                execute_run(config, store.root, key)
+                ran.append(key)
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+                futures = {pool.submit(execute_run, config, store.root, k): k for k in todo}
+                for future in as_completed(futures):
+                    future.result()
+                    ran.append(futures[future])
+                    bar.set_postfix_str(str(futures[future]))
+                    bar.update()
+    ran.sort(key=keys.index)
+    records = [store.load(k) for k in keys]
+    return BenchmarkReport(
+        config=config,
+        out_dir=store.root,
+        records=records,
+        ran=ran,
+        skipped=skipped,
+        wall_seconds=time.perf_counter() - start,
+    )
+
+
+def _init_worker() -> None:
+    # Same thread count as the command line (see the module docstring), quiet TorchRL.
+    torch.set_num_threads(1)
+    logging.getLogger("torchrl").setLevel(logging.WARNING)
+
+
+def open_logs(
+    config: BenchmarkConfig, store: ResultStore, scenario: str, seed: int, *, progress: bool
+):
+    """The logs of ``scenario`` and ``seed``: generated once, then re-opened from the folder."""
+    from drpo_rl.data import generate_logs
+
+    return generate_logs(
+        config.env,
+        scenario,
+        config.log_samples,
+        path=store.logs_path(scenario, seed),
+        seed=seed,
+        device=config.device,
+        progress=progress,
+        **config.env_overrides,
+    )
+
+
+def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey) -> None:
+    """Do one run of the grid and save its record (in this process or a worker)."""
+    from drpo_rl.models import PolicySpecs
+    from envs import make_env
+
+    store = ResultStore(out_dir)
+    rows = open_logs(config, store, key.scenario, key.seed, progress=False)[:]
+    env = make_env(config.env, device=config.device, **config.env_overrides)
+    store.save(key, _run_one(key, config, rows, PolicySpecs.from_env(env), env))
+
+
+def _record(key: RunKey, kind: str, config: BenchmarkConfig, **fields: Any) -> dict[str, Any]:
+    return {
+        "scenario": key.scenario,
+        "algorithm": key.algorithm,
+        "seed": key.seed,
+        "kind": kind,
+        "preset": config.preset,
+        **fields,
+    }
+
+
+def _run_one(
+    key: RunKey, config: BenchmarkConfig, rows: TensorDictBase, specs: Any, env: Any
+) -> dict[str, Any]:
+    device = torch.device(config.device)
+    eval_seed = EVAL_SEED_OFFSET + key.seed
+
+    def evaluate_policy(policy, final: bool) -> dict[str, float]:
+        return evaluate(
+            policy,
+            config.env,
+            num_users=config.eval_users if final else config.curve_users,
+            device=device,
+            seed=eval_seed,
+            env_kwargs=config.env_overrides,
+        )
+
+    if key.algorithm in ("oracle", "behaviour"):
+        started = time.perf_counter()
+        if key.algorithm == "oracle":
+            policy = oracle_policy(env)
+        else:
+            policy = behaviour_policy(env, key.scenario, key.seed)
+        metrics = evaluate_policy(policy, True)
+        return _record(
+            key, "reference", config, metrics=metrics, eval_seconds=time.perf_counter() - started
+        )
+    if key.algorithm == "bc-expert":
+        train_rows, algorithm, kind = expert_rows(rows), "bc", "reference"
+    else:
+        train_rows, algorithm, kind = rows, key.algorithm, "learner"
+    result = train(
+        algorithm,
+        train_rows,
+        specs,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=key.seed,
+        device=device,
+        hparams=dict(config.hparams.get(key.algorithm, {})),
+        curve_points=config.curve_points,
+        evaluate_policy=evaluate_policy,
+        monitor=monitor_for(key.algorithm) if kind == "learner" else None,
+    )
+    return _record(key, kind, config, **result)
