@@ -210,3 +210,11 @@ def test_partial_reset_through_gym_vector_keeps_state_tensordict():
     after = vec.core.latent_state()
     assert torch.equal(before["preference"][0], after["preference"][0])
     assert not torch.equal(before["preference"][1], after["preference"][1])
+
+
+def test_gymnasium_plugin_entry_point_is_declared_and_loads():
+    from importlib.metadata import entry_points
+
+    (plugin,) = [ep for ep in entry_points(group="gymnasium.envs") if ep.name == "drpo_rl"]
+    assert plugin.value == "envs.registration:register_envs"
+    assert plugin.load() is envs.register_envs
