@@ -208,3 +208,25 @@ def test_ppo_trains_online_with_a_collector_on_the_session_env():
         steps += 1
     collector.shutdown()
     assert steps == 2
+
+
+@pytest.mark.parametrize("specs", [EMBEDDING, ITEMS], ids=["embedding", "item"])
+def test_drpo_q_scores_samples_by_the_min_target_q_of_the_logged_action(specs):
+    torch.manual_seed(0)
+    algo = build("drpo-q", specs, num_cells=16)
+    critic = algo.loss_modules["critic"]
+    assert "q_score" in algo.loss_modules["policy"].in_keys
+    batch = complete_terminal_transitions(logs_batch(specs))
+    values = []
+    with torch.no_grad():
+        for k in range(critic.num_qvalue_nets):
+            with critic.target_qvalue_network_params[k].to_module(critic.qvalue_network):
+                q = critic.qvalue_network(batch.copy())["state_action_value"]
+            if specs.discrete:
+                q = q.gather(-1, batch["action"][:, None])
+            values.append(q.squeeze(-1))
+    score = torch.stack(values).min(0).values
+    terms = algo.compute(batch)
+    torch.testing.assert_close(terms["batch_score_std"], score.std(correction=0))
+    kept = score >= terms["threshold"]
+    torch.testing.assert_close(terms["kept_fraction"], kept.float().mean())

@@ -134,9 +134,9 @@ def build_drpo_q(
                 work = batch.select(*q.in_keys).copy()
                 with critic_loss.target_qvalue_network_params[k].to_module(q):
                     value_k = q(work)["state_action_value"]
-                if specs.discrete:
-                    value_k = value_k.gather(-1, batch["action"].long().reshape(-1, 1))
-                values.append(value_k.reshape(-1, 1))
+                if specs.discrete:  # [*B, num_items] -> the logged item's value, [*B, 1]
+                    value_k = value_k.gather(-1, batch["action"].long().unsqueeze(-1))
+                values.append(value_k)
         return torch.stack(values).min(0).values
 
     def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
