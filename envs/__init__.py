@@ -1,6 +1,19 @@
 """Simulated users for off-policy recommendation.
 
-Batched TorchRL environments (CPU or CUDA) and their Gymnasium faces.
+Batched TorchRL environments (CPU or CUDA) and their Gymnasium faces, all running one
+simulator core (`envs.dynamics`, pure batched torch functions):
+
+- `make_env(name, *, num_envs=1, device="cpu", seed=None, **config_fields)` and
+  `list_envs()`: "RecSimBandit" (embedding action), "RecSimBanditDiscrete" (item id),
+  "UserSession" (multi-step sessions).
+- Gymnasium ids `drpo_rl/<name>-v0`, registered on import (entry point: one user;
+  vector entry point: the batched core), also reachable as "envs:drpo_rl/<name>-v0".
+
+Example:
+    >>> import envs
+    >>> env = envs.make_env("UserSession", num_envs=4, seed=0)
+    >>> env.rollout(3).batch_size
+    torch.Size([4, 3])
 """
 
 from envs.catalogue import Catalogue

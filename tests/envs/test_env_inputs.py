@@ -197,6 +197,7 @@ def test_cuda_and_cpu_share_the_catalogue():
 # ---- docstrings ------------------------------------------------------------------------
 
 MODULES = [
+    "envs",
     "envs.catalogue",
     "envs.config",
     "envs.dynamics",
