@@ -111,6 +111,10 @@ def main() -> None:
         for label, rate in rates.items():
             ratio = f"  {rate / reference:10.1f}x sync gym" if reference else ""
             print(f"{label:50s} {rate:14,.0f} user-steps/s{ratio}")
+        if reference:
+            slowest = min(rate for label, rate in rates.items() if label.startswith("batched"))
+            verdict = "met" if slowest >= 50 * reference else "NOT met"
+            print(f"target batched >= 50x sync gym vector: {verdict} ({slowest / reference:.0f}x)")
 
 
 if __name__ == "__main__":
