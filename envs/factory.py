@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from envs.fitted import fitted_env_classes
 from envs.recsim_bandit import RecSimBandit, RecSimBanditDiscrete
 from envs.simulator import SimulatedUsersEnv
 from envs.user_session import UserSession
@@ -17,6 +18,7 @@ ENV_CLASSES: dict[str, type[SimulatedUsersEnv]] = {
     "RecSimBandit": RecSimBandit,
     "RecSimBanditDiscrete": RecSimBanditDiscrete,
     "UserSession": UserSession,
+    **fitted_env_classes(),  # FittedRatings; MovieLens100K where recbole's files are found
 }
 
 
@@ -25,8 +27,8 @@ def list_envs() -> list[str]:
 
     Example:
         >>> from envs import list_envs
-        >>> list_envs()
-        ['RecSimBandit', 'RecSimBanditDiscrete', 'UserSession']
+        >>> list_envs()[:4]
+        ['RecSimBandit', 'RecSimBanditDiscrete', 'UserSession', 'FittedRatings']
     """
     return list(ENV_CLASSES)
 

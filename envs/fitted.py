@@ -131,10 +131,12 @@ class FittedEmbeddings:
         >>> import tempfile, pathlib
         >>> f = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
         >>> _ = f.write_text("user_id,item_id,rating\\n0,0,5\\n0,1,1\\n1,0,1\\n1,1,5\\n")
-        >>> fit = fit_embeddings(read_ratings(f), FitSettings(embedding_dim=2, steps=200,
+        >>> fit = fit_embeddings(read_ratings(f), FitSettings(embedding_dim=4, steps=200,
         ...                                                   holdout_fraction=0.0))
-        >>> fit.users.shape, fit.items.shape, fit.rmse["train"] < 0.2
-        (torch.Size([2, 2]), torch.Size([2, 2]), True)
+        >>> fit.users.shape, fit.items.shape, fit.rmse["train"] < 0.1  # stars
+        (torch.Size([2, 4]), torch.Size([2, 4]), True)
+        >>> fit.predict(torch.tensor([0, 0]), torch.tensor([0, 1])).round(decimals=2)
+        tensor([1., 0.])
     """
 
     users: torch.Tensor
@@ -224,7 +226,7 @@ def fit_embeddings(ratings: Ratings, settings: FitSettings | None = None) -> Fit
     return FittedEmbeddings(
         users=unit_users.detach().contiguous(),
         items=unit_items.detach().contiguous(),
-        delta=float(log_delta.exp()),
+        delta=float(log_delta.detach().exp()),
         user_ids=torch.as_tensor(ratings.user_ids),
         item_ids=torch.as_tensor(ratings.item_ids),
         item_counts=torch.bincount(items, minlength=ratings.num_items),
