@@ -12,6 +12,17 @@ from drpo_rl.data.behavior import (
 )
 from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs
 from drpo_rl.data.generate import LOG_KEYS, generate_logs
+from drpo_rl.data.loaders import (
+    ParsedLogs,
+    load_kuairand,
+    load_kuairec,
+    load_movielens,
+    load_obd,
+    parse_kuairand,
+    parse_kuairec,
+    parse_movielens,
+    parse_obd,
+)
 from drpo_rl.data.scenarios import list_scenarios, scenario_weights
 
 __all__ = [
@@ -24,9 +35,18 @@ __all__ = [
     "EpsilonOraclePolicy",
     "ExpertPolicy",
     "OfflineLogs",
+    "ParsedLogs",
     "RandomPolicy",
     "SuboptimalPolicy",
     "generate_logs",
     "list_scenarios",
+    "load_kuairand",
+    "load_kuairec",
+    "load_movielens",
+    "load_obd",
+    "parse_kuairand",
+    "parse_kuairec",
+    "parse_movielens",
+    "parse_obd",
     "scenario_weights",
 ]

@@ -1,0 +1,175 @@
+"""MovieLens (and any ratings file of :mod:`envs.ratings`) as offline logs.
+
+Each rating is one logged interaction: the user (observation: their history so far) was
+shown the movie (action: its index) and gave the rating (reward). Keys and observation
+layout: :mod:`drpo_rl.data.loaders.sequences`, with K = ``history_length``:
+
+====================  =====================  ============================================
+key                   shape, dtype           meaning
+====================  =====================  ============================================
+observation           [R, 2K+1] float32      (history + 1) / N | history rewards |
+                                             step / max_steps
+history               [R, K] int64           previous item indices, newest first; -1
+history_reward        [R, K] float32         their rewards
+action                [R] int64              item index; ``metadata["item_ids"][a]`` is
+                                             the movie id in the file
+("next", "reward")    [R, 1] float32         (rating - lowest) / (highest - lowest):
+                                             MovieLens stars 1..5 -> 0, .25, .5, .75, 1
+rating                [R] float32            the rating as written in the file
+user                  [R] int64              user index (``metadata["user_ids"]``)
+timestamp             [R] float64            seconds since the epoch (file order index
+                                             where the file has no timestamp)
+====================  =====================  ============================================
+
+plus ``("next", "observation" | "history" | "history_reward" | "item" | "done" |
+"terminated" | "truncated")`` and ``("collector", "traj_ids")``. There is no
+``behavior_log_prob``: MovieLens records no propensities.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drpo_rl.data.dataset import OfflineLogs
+from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
+from drpo_rl.data.loaders.store import ParsedLogs, file_sha256, open_or_write
+from envs.fitted import recbole_ml100k_path
+from envs.ratings import read_ratings
+
+__all__ = ["load_movielens", "parse_movielens", "recbole_ml100k_path"]
+
+
+def parse_movielens(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    rating_scale: tuple[float, float] = (1.0, 5.0),
+    history_length: int = 5,
+    min_ratings_per_user: int = 1,
+) -> ParsedLogs:
+    """Read a ratings file into offline logs, without writing anything.
+
+    Args:
+        path: ``u.data`` (ml-100k), ``ratings.dat`` (ml-1m), a RecBole ``.inter`` file or a
+            ``.csv`` with ``user_id,item_id,rating[,timestamp]`` (see
+            :func:`envs.ratings.read_ratings`).
+        format: the ratings format, guessed from the file name when None.
+        rating_scale: (lowest, highest) rating; a rating outside is an error.
+        history_length: K, previous items in each observation.
+        min_ratings_per_user: row filter: users with fewer ratings are removed; how many
+            rows went is logged and kept in ``metadata["rows_removed"]``.
+
+    Raises:
+        envs.ratings.TableError: a malformed file (names the file, line and column).
+        ValueError: bad arguments, or the filter removes every row.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "u.data"
+        >>> _ = f.write_text("7\\t30\\t5\\t100\\n7\\t12\\t3\\t50\\n2\\t30\\t1\\t70\\n")
+        >>> logs = parse_movielens(f, history_length=1)
+        >>> logs.data["action"].tolist(), logs.metadata["item_ids"]
+        ([1, 0, 1], [12, 30])
+        >>> logs.data["next", "reward"].squeeze(-1).tolist()  # 1, 3, 5 stars
+        [0.0, 0.5, 1.0]
+        >>> logs.data["history"].squeeze(-1).tolist()  # user 7 saw movie 12 first
+        [-1, -1, 0]
+        >>> parse_movielens(f, min_ratings_per_user=2).rows_removed
+        {'min_ratings_per_user': 1}
+    """
+    _check_options(history_length, min_ratings_per_user)
+    ratings = read_ratings(path, format=format, rating_scale=rating_scale)
+    keep, rows_removed = keep_active_users(
+        ratings.user, min_ratings_per_user, source=str(path), option="min_ratings_per_user"
+    )
+    user_ids, user = np.unique(ratings.user[keep], return_inverse=True)
+    item_ids, item = np.unique(ratings.item[keep], return_inverse=True)
+    rating01 = ratings.rating01[keep]
+    data, facts = sequence_logs(
+        user,
+        item,
+        rating01,
+        ratings.timestamp[keep],
+        num_items=len(item_ids),
+        history_length=history_length,
+    )
+    data["rating"] = torch.from_numpy(ratings.rating[keep][facts["order"]].astype(np.float32))
+    low, high = ratings.rating_scale
+    metadata = {
+        "loader": "movielens",
+        "source": {
+            "path": str(Path(path).resolve()),
+            "format": ratings.format,
+            "rows_in_file": len(ratings),
+            "has_timestamp": ratings.has_timestamp,
+        },
+        "options": _options(format, rating_scale, history_length, min_ratings_per_user),
+        "reward": f"(rating - {low:g}) / ({high:g} - {low:g})",
+        "observation_layout": observation_layout(history_length),
+        "max_steps": facts["max_steps"],
+        "num_items": len(item_ids),
+        "num_users": len(user_ids),
+        "item_ids": item_ids.tolist(),
+        "user_ids": user_ids.tolist(),
+        "rows_removed": rows_removed,
+    }
+    return ParsedLogs(data, metadata)
+
+
+def load_movielens(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    format: str | None = None,
+    rating_scale: tuple[float, float] = (1.0, 5.0),
+    history_length: int = 5,
+    min_ratings_per_user: int = 1,
+    **buffer_kwargs: Any,
+) -> OfflineLogs:
+    """:func:`parse_movielens` stored as an :class:`~drpo_rl.data.OfflineLogs` at ``out``.
+
+    Opening ``out`` again with the same file and options reads it back without parsing;
+    other options (or a changed file) raise a ``ValueError`` naming the difference.
+    ``buffer_kwargs`` (``batch_size``, ``sampler``, ``transform``, ...) go to the dataset.
+    """
+    _check_options(history_length, min_ratings_per_user)
+    request = {
+        "loader": "movielens",
+        "sha256": file_sha256(path),
+        "options": _options(format, rating_scale, history_length, min_ratings_per_user),
+    }
+    return open_or_write(
+        out,
+        request,
+        lambda: parse_movielens(
+            path,
+            format=format,
+            rating_scale=rating_scale,
+            history_length=history_length,
+            min_ratings_per_user=min_ratings_per_user,
+        ),
+        **buffer_kwargs,
+    )
+
+
+def _check_options(history_length: int, min_ratings_per_user: int) -> None:
+    for name, value, low in (
+        ("history_length", history_length, 0),
+        ("min_ratings_per_user", min_ratings_per_user, 1),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+
+
+def _options(format, rating_scale, history_length, min_ratings_per_user) -> dict:
+    return {
+        "format": format,
+        "rating_scale": [float(v) for v in rating_scale],
+        "history_length": history_length,
+        "min_ratings_per_user": min_ratings_per_user,
+    }

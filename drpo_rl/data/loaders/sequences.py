@@ -1,0 +1,200 @@
+"""Per-user interaction sequences as offline logs: history windows, observations, ends.
+
+The sequential loaders (MovieLens, KuaiRand, KuaiRec) hand their checked rows to
+:func:`sequence_logs`, so that every one of them lays out its logs the same way:
+
+- rows are ordered by user, then time, then line of the file (ties in time keep file order);
+  each user's interactions are contiguous, one trajectory per user;
+- ``"history"`` int64 [R, K]: the indices of the user's K previous items, most recent
+  first, -1 for empty slots (K = ``history_length``), and ``"history_reward"`` float32
+  [R, K] their rewards (0 for empty slots), as the session envs keep them;
+- ``"observation"`` float32 [R, 2K + 1] (see :func:`observation_layout`):
+  ``(history + 1) / N`` (0 for an empty slot, else in (0, 1]) | ``history_reward`` |
+  ``step / max_steps``, where ``step`` is the number of the user's earlier interactions
+  and ``max_steps`` the length of the longest user sequence of the file;
+- ``("next", ...)``: the same after the interaction (the item and its reward enter the
+  history); ``("next", "done")`` and ``("next", "truncated")`` are True on each user's last
+  interaction: the log ends there, which says nothing of whether the user left, so
+  ``("next", "terminated")`` is False throughout;
+- ``"action"`` and ``("next", "item")`` int64 [R]: the item index; ``("next", "reward")``
+  float32 [R, 1] in [0, 1]; ``("collector", "traj_ids")`` int64 [R]: the user index (the
+  key that :class:`~torchrl.data.SliceSampler` reads for generated session logs too);
+  ``"user"`` int64 [R] the user index; ``"timestamp"`` float64 [R], seconds since the
+  epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+__all__ = ["keep_active_users", "observation_layout", "sequence_logs"]
+
+log = logging.getLogger("drpo_rl.data.loaders")
+
+
+def keep_active_users(
+    user: np.ndarray, minimum: int, *, source: str, option: str
+) -> tuple[np.ndarray, dict[str, int]]:
+    """The row filter "at least ``minimum`` interactions per user", reported.
+
+    Returns ``(keep, rows_removed)``: a bool mask of the rows kept, and
+    ``{option: rows removed}`` (empty when ``minimum`` <= 1, where nothing is filtered).
+    The count is also logged (logger ``drpo_rl.data.loaders``, level INFO).
+
+    Raises:
+        ValueError: the filter would remove every row.
+
+    Examples:
+        >>> keep, removed = keep_active_users(np.array([5, 5, 9]), 2, source="f", option="m")
+        >>> keep.tolist(), removed
+        ([True, True, False], {'m': 1})
+    """
+    if minimum <= 1:
+        return np.ones(user.shape[0], dtype=bool), {}
+    _, index, counts = np.unique(user, return_inverse=True, return_counts=True)
+    keep = counts[index] >= minimum
+    removed = int((~keep).sum())
+    log.info(
+        "%s: %s=%d removed %d of %d rows (%d of %d users)",
+        source,
+        option,
+        minimum,
+        removed,
+        user.shape[0],
+        int((counts < minimum).sum()),
+        counts.shape[0],
+    )
+    if not keep.any():
+        raise ValueError(
+            f"{source}: {option}={minimum} removes every row (the most active user has "
+            f"{int(counts.max())})"
+        )
+    return keep, {option: removed}
+
+
+def observation_layout(history_length: int) -> list[dict]:
+    """The columns of ``"observation"`` for sequence logs, as JSON-friendly records.
+
+    Examples:
+        >>> [part["name"] for part in observation_layout(3)]
+        ['history_item', 'history_reward', 'step']
+        >>> observation_layout(3)[1]["columns"]
+        [3, 6]
+    """
+    k = history_length
+    return [
+        {
+            "name": "history_item",
+            "columns": [0, k],
+            "meaning": "(index of the k-th most recent item + 1) / num_items; 0 if none",
+        },
+        {
+            "name": "history_reward",
+            "columns": [k, 2 * k],
+            "meaning": "reward of the k-th most recent item; 0 if none",
+        },
+        {
+            "name": "step",
+            "columns": [2 * k, 2 * k + 1],
+            "meaning": "earlier interactions of the user / max_steps",
+        },
+    ]
+
+
+def sequence_logs(
+    user: np.ndarray,
+    item: np.ndarray,
+    reward: np.ndarray,
+    timestamp: np.ndarray,
+    *,
+    num_items: int,
+    history_length: int,
+) -> tuple[TensorDict, dict]:
+    """Offline logs from per-interaction arrays (see the module docstring for the keys).
+
+    Args:
+        user: int64 [R], 0-based user indices.
+        item: int64 [R], 0-based item indices (< ``num_items``).
+        reward: [R], rewards already in [0, 1].
+        timestamp: [R], seconds since the epoch (or any increasing clock).
+        num_items: N, the number of distinct items (scales the history columns).
+        history_length: K >= 0.
+
+    Returns:
+        ``(logs, facts)``: the TensorDict with batch ``[R]`` in (user, time, input order),
+        and ``{"max_steps": ..., "order": int64 [R] input row of each log row}``.
+
+    Examples:
+        >>> import numpy as np
+        >>> td, facts = sequence_logs(np.array([1, 0, 1]), np.array([2, 0, 1]),
+        ...                           np.array([1.0, 0.5, 0.0]), np.array([20, 5, 10]),
+        ...                           num_items=3, history_length=2)
+        >>> td["user"].tolist(), td["action"].tolist(), facts["order"].tolist()
+        ([0, 1, 1], [0, 1, 2], [1, 2, 0])
+        >>> td["history"].tolist()  # user 1's second row has seen item 1
+        [[-1, -1], [-1, -1], [1, -1]]
+        >>> [round(v, 4) for v in td["observation"][2].tolist()]  # (1+1)/3, 0 | 0, 0 | 1/2
+        [0.6667, 0.0, 0.0, 0.0, 0.5]
+        >>> td["next", "done"].squeeze(-1).tolist()
+        [True, False, True]
+    """
+    if history_length < 0:
+        raise ValueError(f"history_length: expected an integer >= 0, got {history_length}")
+    rows = user.shape[0]
+    # lexsort: last key is primary; the input position breaks ties in time.
+    order = np.lexsort((np.arange(rows), timestamp, user))
+    user, item = user[order], item[order]
+    reward = np.asarray(reward, dtype=np.float32)[order]
+    timestamp = np.asarray(timestamp, dtype=np.float64)[order]
+    first = np.ones(rows, dtype=bool)
+    first[1:] = user[1:] != user[:-1]
+    last = np.ones(rows, dtype=bool)
+    last[:-1] = user[1:] != user[:-1]
+    starts = np.flatnonzero(first)
+    step = np.arange(rows) - np.repeat(starts, np.diff(np.append(starts, rows)))
+    max_steps = int(step.max()) + 1
+
+    k = history_length
+    history = np.full((rows, k), -1, dtype=np.int64)
+    history_reward = np.zeros((rows, k), dtype=np.float32)
+    for slot in range(k):
+        back = slot + 1
+        seen = step >= back
+        source = np.flatnonzero(seen) - back
+        history[seen, slot] = item[source]
+        history_reward[seen, slot] = reward[source]
+    next_history = np.concatenate([item[:, None], history[:, : k - 1]], axis=1)[:, :k]
+    next_reward = np.concatenate([reward[:, None], history_reward[:, : k - 1]], axis=1)[:, :k]
+
+    def observe(hist: np.ndarray, hist_reward: np.ndarray, steps: np.ndarray) -> torch.Tensor:
+        scaled = (hist + 1).astype(np.float32) / np.float32(num_items)
+        step_col = (steps.astype(np.float32) / np.float32(max_steps))[:, None]
+        return torch.from_numpy(np.concatenate([scaled, hist_reward, step_col], axis=1))
+
+    action = torch.from_numpy(item.copy())
+    end = torch.from_numpy(last.copy()).unsqueeze(-1)
+    data = TensorDict(
+        {
+            "observation": observe(history, history_reward, step),
+            "history": torch.from_numpy(history),
+            "history_reward": torch.from_numpy(history_reward),
+            "action": action,
+            "user": torch.from_numpy(user.copy()),
+            "timestamp": torch.from_numpy(timestamp.copy()),
+            ("collector", "traj_ids"): torch.from_numpy(user.copy()),
+            ("next", "observation"): observe(next_history, next_reward, step + 1),
+            ("next", "history"): torch.from_numpy(np.ascontiguousarray(next_history)),
+            ("next", "history_reward"): torch.from_numpy(np.ascontiguousarray(next_reward)),
+            ("next", "reward"): torch.from_numpy(reward.copy()).unsqueeze(-1),
+            ("next", "item"): action.clone(),
+            ("next", "done"): end,
+            ("next", "truncated"): end.clone(),
+            ("next", "terminated"): torch.zeros_like(end),
+        },
+        batch_size=[rows],
+    )
+    return data, {"max_steps": max_steps, "order": order}

@@ -1,0 +1,99 @@
+"""Parsed real logs, and their storage as :class:`~drpo_rl.data.OfflineLogs` folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tensordict import TensorDict
+
+from drpo_rl.data.dataset import OfflineLogs
+
+__all__ = ["ParsedLogs", "file_sha256", "open_or_write"]
+
+
+@dataclass(frozen=True)
+class ParsedLogs:
+    """Real logs read into the suite's TensorDict format, before anything is written.
+
+    Attributes:
+        data: the logs, batch ``[rows]``.
+        metadata: JSON-friendly description: ``"source"`` (files read, with SHA-256 and
+            rows), ``"options"`` (the loader's arguments), ``"keys"`` (what each key holds),
+            ``"observation_layout"``, id mappings (``"item_ids"``: index -> id in the file,
+            ...), ``"rows_removed"`` (rows each filter removed; empty when none ran).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> p = ParsedLogs(TensorDict({"action": torch.zeros(2)}, batch_size=[2]),
+        ...                {"rows_removed": {"min_ratings_per_user": 3}})
+        >>> p.rows_removed, len(p)
+        ({'min_ratings_per_user': 3}, 2)
+    """
+
+    data: TensorDict
+    metadata: dict[str, Any]
+
+    @property
+    def rows_removed(self) -> dict[str, int]:
+        """Rows removed by each row filter that was asked for."""
+        return dict(self.metadata.get("rows_removed", {}))
+
+    def __len__(self) -> int:
+        return self.data.batch_size[0]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_or_write(
+    out: str | os.PathLike,
+    request: Mapping[str, Any],
+    parse: Callable[[], ParsedLogs],
+    **buffer_kwargs: Any,
+) -> OfflineLogs:
+    """The dataset at ``out``: opened if it was written for the same ``request``, else
+    written from ``parse()``.
+
+    ``request`` identifies what is loaded (loader, files' SHA-256, options); it is stored
+    in the metadata as ``"request"``. A complete dataset at ``out`` made for another request
+    raises a ``ValueError`` naming each difference.
+    """
+    # As it will read back from metadata.json (tuples become lists).
+    request = json.loads(json.dumps(dict(request)))
+    if OfflineLogs.is_complete(out):
+        logs = OfflineLogs(out, **buffer_kwargs)
+        stored = logs.metadata.get("request")
+        if stored != request:
+            raise ValueError(
+                f"{out} holds logs loaded with other settings; "
+                + "; ".join(_differences(stored or {}, request))
+                + " (choose another out= or delete the folder)"
+            )
+        return logs
+    parsed = parse()
+    return OfflineLogs.from_tensordict(
+        parsed.data, Path(out), {**parsed.metadata, "request": request}, **buffer_kwargs
+    )
+
+
+def _differences(stored: Mapping, wanted: Mapping, prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(set(stored) | set(wanted), key=str):
+        a, b = stored.get(key), wanted.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: stored {a!r}, requested {b!r}")
+    return found
