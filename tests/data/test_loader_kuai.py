@@ -48,7 +48,8 @@ def test_kuairand_merges_files_by_user_and_time(kuairand_files):
     td = logs.data
     assert logs.metadata["user_ids"] == [3, 7] and logs.metadata["item_ids"] == [4001, 4002, 4003]
     # User 7's random-log row is the earliest of its rows.
-    assert td["user"].tolist() == [0, 1, 1, 1]
+    assert td["user"].tolist() == [0, 1, 1, 1] and td["user_id"].tolist() == [3, 7, 7, 7]
+    assert td["item_id"].tolist() == [4002, 4003, 4001, 4002]
     assert td["action"].tolist() == [1, 2, 0, 1]
     assert td["timestamp"].tolist() == [1649400001.0, 1649300000.0, 1649400000.0, 1649400002.0]
     assert td["next", "reward"].squeeze(-1).tolist() == [0.0, 1.0, 1.0, 0.0]

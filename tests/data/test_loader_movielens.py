@@ -174,3 +174,9 @@ def test_shipped_movielens_100k(tmp_path):
     # Ten slices of ten consecutive rows, each within one user.
     users = batch["collector", "traj_ids"].view(4, 10)
     assert (users == users[:, :1]).all()
+
+
+def test_file_ids_travel_with_each_row(tmp_path):
+    td = parse_movielens(write(tmp_path)).data
+    assert td["user_id"].tolist() == [2, 2, 5, 5, 5, 9]
+    assert td["item_id"].tolist() == [10, 30, 10, 20, 30, 20]

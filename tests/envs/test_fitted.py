@@ -20,7 +20,7 @@ from envs.fitted import (
     load_or_fit,
     recbole_ml100k_path,
 )
-from envs.ratings import read_ratings
+from envs.ratings import TableError, read_ratings
 
 
 def low_rank_ratings(path, *, users=80, items=50, rank=3, density=0.6, seed=0):
@@ -222,3 +222,14 @@ def test_movielens_100k_fit_quality(tmp_path):
         pytest.skip("recbole is not installed (pip install --no-deps recbole==1.2.1)")
     fit = load_or_fit(recbole_ml100k_path(), cache_dir=tmp_path)
     assert fit.rmse["heldout"] < 0.95 < fit.rmse["baseline"]
+
+
+def test_a_malformed_ratings_file_stops_the_env_with_its_line(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text("1\t2\t3\t4\n1\t-2\t3\t5\n")
+    with pytest.raises(TableError) as info:
+        make_env("FittedRatings", ratings_path=path, cache_dir=tmp_path, **SMALL)
+    assert str(info.value) == (
+        f"{path}, line 2, column 'item': expected a non-negative integer id, got '-2'"
+    )
+    assert not list(tmp_path.glob("*.pt"))  # nothing cached from a bad file

@@ -283,6 +283,8 @@ def _sequence(user, video, reward, seconds, history_length, extras) -> ParsedLog
         seconds,
         num_items=len(item_ids),
         history_length=history_length,
+        user_ids=user_ids,
+        item_ids=item_ids,
     )
     order = torch.from_numpy(facts["order"])
     for name, values in extras.items():

@@ -17,6 +17,7 @@ action                [R] int64              item index; ``metadata["item_ids"][
                                              MovieLens stars 1..5 -> 0, .25, .5, .75, 1
 rating                [R] float32            the rating as written in the file
 user                  [R] int64              user index (``metadata["user_ids"]``)
+user_id, item_id      [R] int64              the ids as written in the file
 timestamp             [R] float64            seconds since the epoch (file order index
                                              where the file has no timestamp)
 ====================  =====================  ============================================
@@ -97,6 +98,8 @@ def parse_movielens(
         ratings.timestamp[keep],
         num_items=len(item_ids),
         history_length=history_length,
+        user_ids=user_ids,
+        item_ids=item_ids,
     )
     data["rating"] = torch.from_numpy(ratings.rating[keep][facts["order"]].astype(np.float32))
     low, high = ratings.rating_scale

@@ -20,7 +20,7 @@ The sequential loaders (MovieLens, KuaiRand, KuaiRec) hand their checked rows to
   float32 [R, 1] in [0, 1]; ``("collector", "traj_ids")`` int64 [R]: the user index (the
   key that :class:`~torchrl.data.SliceSampler` reads for generated session logs too);
   ``"user"`` int64 [R] the user index; ``"timestamp"`` float64 [R], seconds since the
-  epoch.
+  epoch; ``"user_id"`` and ``"item_id"`` int64 [R], the ids as written in the file.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def sequence_logs(
     *,
     num_items: int,
     history_length: int,
+    user_ids: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
 ) -> tuple[TensorDict, dict]:
     """Offline logs from per-interaction arrays (see the module docstring for the keys).
 
@@ -123,6 +125,8 @@ def sequence_logs(
         timestamp: [R], seconds since the epoch (or any increasing clock).
         num_items: N, the number of distinct items (scales the history columns).
         history_length: K >= 0.
+        user_ids, item_ids: the ids in the file (index -> id); when given, each row also
+            gets ``"user_id"`` and ``"item_id"`` (int64 [R]), for joins with side files.
 
     Returns:
         ``(logs, facts)``: the TensorDict with batch ``[R]`` in (user, time, input order),
@@ -197,4 +201,8 @@ def sequence_logs(
         },
         batch_size=[rows],
     )
+    if user_ids is not None:
+        data["user_id"] = torch.from_numpy(np.asarray(user_ids, dtype=np.int64)[user])
+    if item_ids is not None:
+        data["item_id"] = torch.from_numpy(np.asarray(item_ids, dtype=np.int64)[item])
     return data, {"max_steps": max_steps, "order": order}
