@@ -243,7 +243,7 @@ def _check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[s
     if differences:
         raise ValueError(
             f"logs at {path} were generated with other settings; delete the folder or choose "
-            "another path. Differences (field: stored vs requested): " + "; ".join(differences)
+            "another path. Differences: " + "; ".join(differences)
         )
 
 
@@ -254,7 +254,7 @@ def _diff(prefix: str, stored: Any, requested: Any) -> list[str]:
             out += _diff(f"{prefix}.{key}", stored.get(key), requested.get(key))
         return out
     if stored != requested:
-        return [f"{prefix}: {stored!r} vs {requested!r}"]
+        return [f"{prefix}: stored {stored!r}, requested {requested!r}"]
     return []
 
 

@@ -120,17 +120,19 @@ def test_reopening_loads_without_generating(tmp_path, monkeypatch):
 
 def test_reopening_with_other_settings_names_every_difference(tmp_path):
     _bandit(tmp_path / "logs", n=1000)
-    with pytest.raises(ValueError, match=r"env\.config\.num_items: 20 vs 30"):
+    with pytest.raises(ValueError, match=r"env\.config\.num_items: stored 20, requested 30"):
         _bandit(tmp_path / "logs", n=1000, num_items=30)
     with pytest.raises(ValueError) as info:
         _bandit(tmp_path / "logs", scenario="extreme", n=2000)
     message = str(info.value)
-    assert "scenario.name: 'medium' vs 'extreme'" in message
-    assert "scenario.weights.random: 0.3 vs 0.9" in message
-    assert "num_samples: 1000 vs 2000" in message
-    with pytest.raises(ValueError, match="seed: 0 vs 1"):
+    assert "scenario.name: stored 'medium', requested 'extreme'" in message
+    assert "scenario.weights.random: stored 0.3, requested 0.9" in message
+    assert "num_samples: stored 1000, requested 2000" in message
+    with pytest.raises(ValueError, match="seed: stored 0, requested 1"):
         _bandit(tmp_path / "logs", n=1000, seed=1)
-    with pytest.raises(ValueError, match=r"env\.name: 'RecSimBanditDiscrete' vs 'RecSimBandit'"):
+    with pytest.raises(
+        ValueError, match=r"env\.name: stored 'RecSimBanditDiscrete', requested 'RecSimBandit'"
+    ):
         generate_logs(
             "RecSimBandit", "medium", 1000, path=tmp_path / "logs", seed=0, progress=False, **SMALL
         )
