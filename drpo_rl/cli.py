@@ -20,7 +20,9 @@ from collections.abc import Sequence
 
 from drpo_rl import __version__
 
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "bench": "drpo_rl.benchmark.command:add_bench_command",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

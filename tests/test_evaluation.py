@@ -1,5 +1,7 @@
 """Online evaluation: metric values against known answers, sessions, chunks, seeds, errors."""
 
+import doctest
+import importlib
 import math
 
 import pytest
@@ -187,3 +189,14 @@ def test_oracle_needs_privileged_rewards():
     env = TransformedEnv(make_env("RecSimBanditDiscrete"), ExcludeTransform("item_rewards"))
     with pytest.raises(ValueError, match="privileged key 'item_rewards'"):
         oracle_policy(env)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", ".evaluate", ".metrics", ".reference"],
+)
+def test_docstring_examples(name):
+    # The package's ``evaluate`` attribute is the function, so modules are looked up by name.
+    module = importlib.import_module("drpo_rl.evaluation" + name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

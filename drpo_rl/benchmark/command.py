@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from drpo_rl.benchmark.presets import PRESETS, SWEEPS, make_config, parse_seeds
@@ -64,7 +65,9 @@ def add_bench_command(subparsers) -> None:
         "--references",
         help="comma-separated reference rows among oracle,behaviour,bc-expert ('' for none)",
     )
-    parser.add_argument("--seeds", help="a count (3 -> seeds 0,1,2) or a list (0,4,7)")
+    parser.add_argument(
+        "--seeds", help='a count (3 -> seeds 0,1,2) or a list (0,4,7; a single seed 7 is "7,")'
+    )
     parser.add_argument("--steps", type=int, help="gradient steps per run")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
@@ -97,38 +100,43 @@ def add_bench_command(subparsers) -> None:
 
 def bench(args: argparse.Namespace) -> int:
     """Run the benchmark the parsed ``args`` describe; prints the table, returns 0."""
-    import logging
-
     import torch
     from rich.console import Console
 
     from drpo_rl.benchmark.report import write_report
-    from drpo_rl.benchmark.runner import run_benchmark
+    from drpo_rl.benchmark.runner import quiet_torchrl, run_benchmark
+
+    quiet_torchrl()
 
     hparams: dict[str, dict[str, object]] = {}
     for algorithm, key, value in args.hparams:
         hparams.setdefault(algorithm, {})[key] = value
-    config = make_config(
-        args.preset,
-        sweep=args.sweep,
-        scenarios=_names(args.scenarios),
-        algorithms=_names(args.algorithms),
-        references=_names(args.references),
-        seeds=None if args.seeds is None else parse_seeds(args.seeds),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        log_samples=args.log_samples,
-        eval_users=args.eval_users,
-        device=args.device,
-        hparams=hparams or None,
-    )
+    try:
+        config = make_config(
+            args.preset,
+            sweep=args.sweep,
+            scenarios=_names(args.scenarios),
+            algorithms=_names(args.algorithms),
+            references=_names(args.references),
+            seeds=None if args.seeds is None else parse_seeds(args.seeds),
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            log_samples=args.log_samples,
+            eval_users=args.eval_users,
+            device=args.device,
+            hparams=hparams or None,
+        )
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    except ValueError as error:
+        # A configuration error is the user's to fix: say what, without a traceback.
+        print(f"drpo-rl bench: error: {error}", file=sys.stderr)
+        return 2
     out = args.out or Path("bench-results") / (args.sweep or args.preset)
     # The networks are small: one intra-op thread per process is fastest, and avoids the
     # slow-down that thread contention causes on a busy machine.
     torch.set_num_threads(1)
-    # TorchRL logs every storage it allocates at INFO; the progress bars say enough.
-    logging.getLogger("torchrl").setLevel(logging.WARNING)
     console = Console()
     workers = args.workers
     if workers is None:

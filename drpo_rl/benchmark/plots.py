@@ -134,37 +134,72 @@ def plot_noise_sweep(records: Sequence[dict[str, Any]], path: Path) -> Path | No
     return path
 
 
+# Panels of the phantom-gradient figure: title and the monitor entries drawn in it (a
+# "_neg"/"_pos" pair is drawn dashed/solid). Entries the records lack are left out.
+PHANTOM_PANELS = (
+    ("gradient norm, mean branch (mu)", ("grad_loc_neg", "grad_loc_pos")),
+    ("gradient norm, log-std branch", ("grad_log_scale_neg", "grad_log_scale_pos")),
+    ("gradient norm, logits", ("grad_logits_neg", "grad_logits_pos")),
+    ("gradient norm, all actor parameters", ("grad_params_neg", "grad_params_pos")),
+    ("distance |mu(s) - logged action|", ("mu_action_distance",)),
+    ("sigma (mean)", ("scale_mean",)),
+    ("share of negative-weight samples", ("frac_negative",)),
+)
+
+
 def plot_phantom_monitor(
     records: Sequence[dict[str, Any]], path: Path, algorithms: Sequence[str] = ("apg", "drpo")
 ) -> Path | None:
-    """The phantom-gradient monitor along training, for APG against DRPO (mean over seeds).
+    """The phantom-gradient monitor along training, APG against DRPO (mean over seeds).
 
-    One panel per monitored quantity; one line per (algorithm, scenario).
+    Gradient panels draw the part from negative-weight (repulsive) samples dashed and the
+    part from positive-weight samples solid; one colour per (algorithm, scenario).
     """
     chosen = [r for r in records if r["algorithm"] in algorithms and r.get("monitor")]
     if not chosen:
         return None
-    quantities = _ordered(k for r in chosen for point in r["monitor"] for k in point if k != "step")
-    cols = min(3, len(quantities))
-    rows = -(-len(quantities) // cols)
-    fig = Figure(figsize=(4.6 * cols, 3.4 * rows))
+    present = {k for r in chosen for point in r["monitor"] for k in point}
+    panels = [(t, [k for k in keys if k in present]) for t, keys in PHANTOM_PANELS]
+    panels = [(t, keys) for t, keys in panels if keys]
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(4.8 * cols, 3.5 * rows))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, quantity in zip(axes, quantities, strict=False):
-        for (scenario, algorithm), (steps, values) in _mean_curves(
-            chosen, "monitor", quantity
-        ).items():
-            ax.plot(steps, values, marker="o", markersize=3, label=f"{algorithm} ({scenario})")
-        ax.set_title(quantity, fontsize="medium")
+    series = _ordered((r["scenario"], r["algorithm"]) for r in chosen)
+    colours = {s: f"C{i}" for i, s in enumerate(series)}
+    for ax, (title, quantities) in zip(axes, panels, strict=False):
+        values_seen = []
+        for quantity in quantities:
+            for (scenario, algorithm), (steps, values) in _mean_curves(
+                chosen, "monitor", quantity
+            ).items():
+                negative = quantity.endswith("_neg")
+                ax.plot(
+                    steps,
+                    values,
+                    "--" if negative else "-",
+                    marker="o",
+                    markersize=3,
+                    color=colours[(scenario, algorithm)],
+                    # One legend entry per colour; the line style is told in the title.
+                    label="_nolegend_" if negative else f"{algorithm}, {scenario}",
+                )
+                values_seen += values
+        ax.set_title(title, fontsize="medium")
         ax.set_xlabel("gradient steps")
-        if _spans_decades([p[quantity] for r in chosen for p in r["monitor"] if quantity in p]):
+        if _spans_decades(values_seen):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    for ax in axes[len(quantities) :]:
+        ax.legend(fontsize="x-small")
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    axes[0].legend(fontsize="small")
-    fig.suptitle("Phantom-gradient monitor: " + " vs ".join(a.upper() for a in algorithms))
+    fig.suptitle(
+        "Phantom-gradient monitor: "
+        + " vs ".join(a.upper() for a in algorithms)
+        + " (dashed: repulsive part from negative-weight samples)"
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     return path
 
 

@@ -105,8 +105,8 @@ def train(
     """Train ``algorithm`` on ``rows`` and evaluate it; returns the run's record fields.
 
     ``evaluate_policy(policy, final)`` evaluates online (``final`` picks the final,
-    larger evaluation); ``monitor(algo, batch)`` (optional) records diagnostics at every
-    learning-curve point.
+    larger evaluation); ``monitor(algo, batch)`` (optional) records diagnostics of the
+    last training batch at every learning-curve point.
     """
     from drpo_rl.algorithms import build
 
@@ -126,13 +126,15 @@ def train(
     for checkpoint in checkpoints:
         terms: dict[str, torch.Tensor] = {}
         for _ in range(checkpoint - done):
-            terms = algo.update(buffer.sample())
+            batch = buffer.sample()
+            terms = algo.update(batch)
         done = checkpoint
         train_seconds += time.perf_counter() - start
         start = time.perf_counter()
         point = {"step": checkpoint, **{k: float(v) for k, v in terms.items()}}
         if monitor is not None:
-            monitored.append({"step": checkpoint, **monitor(algo, buffer.sample())})
+            # The last training batch: monitoring draws nothing from the run's streams.
+            monitored.append({"step": checkpoint, **monitor(algo, batch)})
         if checkpoint != steps:
             point.update(_curve_metrics(evaluate_policy(algo.policy, False)))
         else:
