@@ -37,7 +37,7 @@ import torch
 
 from envs.catalogue import Catalogue
 from envs.config import UserSessionConfig, _is_int, _is_real, _require
-from envs.ratings import RATINGS_FORMATS, Ratings, read_ratings
+from envs.ratings import RATINGS_FORMATS, Ratings, file_sha256, read_ratings
 from envs.simulator import SimulatedUsersEnv
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "FittedRatings",
     "FittedRatingsConfig",
     "MovieLens100K",
+    "default_cache_dir",
     "fit_embeddings",
     "fitted_env_classes",
     "fitted_world",
@@ -246,17 +247,9 @@ def _source_of(ratings: Ratings) -> dict:
         "path": str(Path(ratings.path).resolve()),
         "format": ratings.format,
         "rating_scale": list(ratings.rating_scale),
-        "sha256": _sha256(ratings.path),
+        "sha256": file_sha256(ratings.path),
         "rows": len(ratings),
     }
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -282,7 +275,7 @@ def load_or_fit(
     """
     settings = FitSettings() if settings is None else settings
     cache = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    sha = _sha256(path)
+    sha = file_sha256(path)
     scale = [float(v) for v in rating_scale]
     describe = {
         "cache_format": _CACHE_FORMAT,

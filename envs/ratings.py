@@ -36,6 +36,7 @@ Where a file has no timestamp, the order of its lines is taken as the order in t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -55,6 +56,7 @@ __all__ = [
     "Ratings",
     "TableError",
     "detect_ratings_format",
+    "file_sha256",
     "read_ratings",
     "read_table",
 ]
@@ -101,6 +103,15 @@ class TableError(ValueError):
         if column is not None:
             where += f", column {column!r}"
         super().__init__(f"{where}: {problem}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex): what identifies a data file in caches and logs."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _pandas():

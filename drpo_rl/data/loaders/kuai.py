@@ -34,8 +34,8 @@ import torch
 
 from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
-from drpo_rl.data.loaders.store import ParsedLogs, file_sha256, open_or_write
-from envs.ratings import TableError, read_table
+from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
+from envs.ratings import TableError, file_sha256, read_table
 
 __all__ = [
     "KUAIRAND_SIGNALS",

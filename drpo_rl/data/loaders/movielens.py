@@ -38,9 +38,9 @@ import torch
 
 from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
-from drpo_rl.data.loaders.store import ParsedLogs, file_sha256, open_or_write
+from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from envs.fitted import recbole_ml100k_path
-from envs.ratings import read_ratings
+from envs.ratings import file_sha256, read_ratings
 
 __all__ = ["load_movielens", "parse_movielens", "recbole_ml100k_path"]
 

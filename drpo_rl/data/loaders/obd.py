@@ -45,8 +45,8 @@ import torch
 from tensordict import TensorDict
 
 from drpo_rl.data.dataset import OfflineLogs
-from drpo_rl.data.loaders.store import ParsedLogs, file_sha256, open_or_write
-from envs.ratings import TableError, read_table
+from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
+from envs.ratings import TableError, file_sha256, read_table
 
 __all__ = ["load_obd", "obd_sample_path", "parse_obd"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -14,7 +13,7 @@ from tensordict import TensorDict
 
 from drpo_rl.data.dataset import OfflineLogs
 
-__all__ = ["ParsedLogs", "file_sha256", "open_or_write"]
+__all__ = ["ParsedLogs", "open_or_write"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,6 @@ class ParsedLogs:
 
     def __len__(self) -> int:
         return self.data.batch_size[0]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def open_or_write(
