@@ -14,6 +14,7 @@ policy, once in `get_dist`), so it is not the cheapest possible reference; the N
 is.
 
     python benchmarks/drpo_update_step.py                        # CPU, batch 320 and 32768
+    python benchmarks/drpo_update_step.py --threads 1 --cpu-time # on a busy shared CPU
     python benchmarks/drpo_update_step.py --device cuda --compile
 """
 
@@ -95,26 +96,26 @@ def make_step(name, batch, device, compile_):
     return step
 
 
-def time_round(step, device, calls):
+def time_round(step, device, calls, clock):
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(calls):
         step()
     _sync(device)
-    return (time.perf_counter() - start) / calls
+    return (clock() - start) / calls
 
 
-def measure(steps, device, seconds, repeats):
+def measure(steps, device, seconds, repeats, clock):
     """Median seconds per step; the losses take turns round by round so that a change in
     machine load hits all of them alike."""
     calls = {}
     for name, step in steps.items():
-        per_step = time_round(step, device, 3)
+        per_step = time_round(step, device, 3, time.perf_counter)
         calls[name] = max(3, int(seconds / repeats / max(per_step, 1e-6)))
     samples = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            samples[name].append(time_round(step, device, calls[name]))
+            samples[name].append(time_round(step, device, calls[name], clock))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -126,14 +127,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per loss and size")
     parser.add_argument("--repeats", type=int, default=9, help="median over this many rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU time instead of wall time (steadier on a shared "
+        "CPU machine; counts all threads)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning, module="tensordict")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.cpu_time and device.type != "cpu":
+        parser.error("--cpu-time only measures CPU work; use wall time on an accelerator")
+    clock = time.process_time if args.cpu_time else time.perf_counter
     print(
         f"device={device} compile={args.compile} torch threads={torch.get_num_threads()} "
-        f"torch {torch.__version__}"
+        f"clock={'process CPU' if args.cpu_time else 'wall'} torch {torch.__version__}"
     )
     header = ("batch", "BCLoss ms", "NLL ms", "DRPO ms", "DRPO/BC", "DRPO/NLL")
     print(" ".join(f"{h:>10}" for h in header))
@@ -143,7 +153,7 @@ def main() -> None:
             name: make_step(name, batch, device, args.compile)
             for name in ("BCLoss", "NLL", "DRPOLoss")
         }
-        t = measure(steps, device, args.seconds, args.repeats)
+        t = measure(steps, device, args.seconds, args.repeats, clock)
         row = (t["BCLoss"] * 1e3, t["NLL"] * 1e3, t["DRPOLoss"] * 1e3)
         ratios = (t["DRPOLoss"] / t["BCLoss"], t["DRPOLoss"] / t["NLL"])
         print(f"{n:>10} " + " ".join(f"{v:>10.3f}" for v in row + ratios))
