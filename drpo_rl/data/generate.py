@@ -169,25 +169,20 @@ def generate_logs(
         storage = staged.make_storage(num_samples, ndim=2 if session else 1)
         writer = ReplayBuffer(storage=storage)
         with tqdm(total=num_samples, unit="rows", disable=not progress, desc="logs") as bar:
-            for batch in _collect(env, policy, num_samples, keys, flatten=not session):
+            collector = _make_collector(env, policy, num_samples)
+            for batch in _collect(collector, num_samples, keys, flatten=not session):
                 writer.extend(batch)
                 bar.update(batch.batch_size.numel())
         staged.commit(storage, metadata)
     return OfflineLogs(path, **buffer_kwargs)
 
 
-def _collect(
-    env: Any, policy: BehaviorMixture, num_samples: int, keys: tuple, *, flatten: bool
-) -> Iterator[TensorDictBase]:
-    """Yields CPU batches of ``keys`` adding up to exactly ``num_samples`` interactions.
-
-    Batches are ``[rows]`` if ``flatten`` else ``[env, time]`` (time last, the layout a
-    ``LazyMemmapStorage(ndim=2)`` expects from a collector).
-    """
+def _make_collector(env: Any, policy: BehaviorMixture, num_samples: int) -> Collector:
+    """A collector of ``env`` under ``policy`` in batches of about ``_ROWS_PER_BATCH`` rows."""
     num_envs = env.batch_size[0]
     steps_total = math.ceil(num_samples / num_envs)
     steps_per_batch = max(1, min(steps_total, _ROWS_PER_BATCH // num_envs))
-    collector = Collector(
+    return Collector(
         env,
         policy,
         frames_per_batch=steps_per_batch * num_envs,
@@ -198,6 +193,17 @@ def _collect(
         # torchrl 0.14's FutureWarning about the v0.15 default.
         auto_register_policy_transforms=False,
     )
+
+
+def _collect(
+    collector: Collector, num_samples: int, keys: tuple, *, flatten: bool
+) -> Iterator[TensorDictBase]:
+    """Yields CPU batches of ``keys`` adding up to exactly ``num_samples`` interactions.
+
+    Batches are ``[rows]`` if ``flatten`` else ``[env, time]`` (time last, the layout a
+    ``LazyMemmapStorage(ndim=2)`` expects from a collector). Shuts the collector down.
+    """
+    num_envs = collector.env.batch_size[0]
     remaining = num_samples
     try:
         for batch in collector:
