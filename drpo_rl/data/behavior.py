@@ -67,6 +67,21 @@ class BehaviorAgent(TensorDictModuleBase):
             device; a fresh randomly seeded one if omitted.
 
     Use :meth:`from_env` to take catalogue and action type from an env.
+
+    Examples:
+        >>> import torch
+        >>> from envs import make_env
+        >>> from drpo_rl.data.behavior import BehaviorAgent
+        >>> class FirstItem(BehaviorAgent):  # always shows item 0
+        ...     name, agent_id = "first_item", 9
+        ...     def item_probs(self, tensordict):
+        ...         probs = torch.zeros_like(tensordict.get("item_rewards"))
+        ...         probs[:, 0] = 1.0
+        ...         return probs
+        >>> env = make_env("RecSimBanditDiscrete", num_envs=3, num_items=5, seed=0)
+        >>> td = FirstItem.from_env(env)(env.reset())
+        >>> td["action"].tolist(), td["behavior_log_prob"].tolist(), td["behavior_agent"].tolist()
+        ([0, 0, 0], [0.0, 0.0, 0.0], [9, 9, 9])
     """
 
     name: str = ""
