@@ -69,8 +69,11 @@ def _embeddings(env: EnvBase) -> torch.Tensor | None:
 def _default_chunk(num_users: int, num_items: int | None, obs_dim: int, steps: int, device) -> int:
     kind = torch.device(device).type
     per_user = steps * ((num_items or 0) + obs_dim + 16) * 4 * 3
-    chunk = CHUNK_BYTES.get(kind, CHUNK_BYTES["cpu"]) // per_user
-    return int(max(1, min(num_users, chunk, MAX_CHUNK_USERS.get(kind, MAX_CHUNK_USERS["cpu"]))))
+    cap = CHUNK_BYTES.get(kind, CHUNK_BYTES["cpu"]) // per_user
+    cap = max(1, min(num_users, cap, MAX_CHUNK_USERS.get(kind, MAX_CHUNK_USERS["cpu"])))
+    # Equal chunks: the last chunk is as full as the others, so (almost) no user is
+    # simulated only to be discarded.
+    return math.ceil(num_users / math.ceil(num_users / cap))
 
 
 def _make_env(name: str, num_envs: int, device, seed: int, env_kwargs: Mapping[str, Any]):
@@ -178,6 +181,9 @@ def evaluate(
         reset_at_each_iter=not (steps == 1 and _horizon(env) == 1),
         exploration_type=ExplorationType.DETERMINISTIC,
         track_traj_ids=False,
+        # Preallocated output buffers cost a fake rollout (policy and env) at construction,
+        # which a few-chunk evaluation would pay again each call; stacking steps is cheap.
+        use_buffers=False,
         # The policy is used as given: no transforms (e.g. InitTracker) appended to the env.
         auto_register_policy_transforms=False,
         # A policy without parameters (an oracle, a heuristic) cannot be moved by the
