@@ -308,7 +308,11 @@ def _check_column(
 ):
     pd = _pandas()
     raw = values
-    missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    # pandas reads empty fields and NaN/NA spellings as NaN; a blank text also counts as
+    # missing (blank numbers fail to parse below, with the blank shown).
+    missing = raw.isna().to_numpy()
+    if kind == "text":
+        missing = missing | (raw.str.strip() == "").to_numpy(dtype=bool, na_value=True)
     if missing.any() and not missing_ok:
         row = int(np.argmax(missing))
         raise TableError(
@@ -323,7 +327,7 @@ def _check_column(
         parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
         _first_bad(parsed.isna().to_numpy(), raw, kind, path, name, first_line)
         return parsed
-    numbers = pd.to_numeric(raw.str.strip(), errors="coerce")
+    numbers = pd.to_numeric(raw, errors="coerce")  # surrounding spaces are accepted
     as_float = numbers.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(as_float)
     if kind == "number":

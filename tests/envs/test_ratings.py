@@ -150,6 +150,13 @@ BAD = [
     ),
     (
         "r.csv",
+        "user_id,item_id,rating\n1,2,3\n ,2,3\n",
+        3,
+        "user_id",
+        "expected a non-negative integer id, got ' '",
+    ),
+    (
+        "r.csv",
         "user_id,item_id,rating\n1,2,3\n1,2,3,4\n",
         3,
         None,
