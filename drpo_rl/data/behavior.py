@@ -114,7 +114,7 @@ class BehaviorAgent(TensorDictModuleBase):
         if generator is None:
             generator = torch.Generator(device=device)
             generator.seed()
-        if generator.device != device:
+        if not _same_device(generator.device, device):
             raise ValueError(
                 f"generator: expected a torch.Generator on {device} (the catalogue's device), "
                 f"got one on {generator.device}"
@@ -482,6 +482,18 @@ def _gaussian_mixture_log_density(
     ).clamp_min(0.0)
     log_normal = -sq_dist / (2.0 * std * std) - 0.5 * dim * math.log(2.0 * math.pi * std * std)
     return torch.logsumexp(weights.log() + log_normal, dim=-1)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Equal devices, where an index-less one ("cuda") stands for the current device."""
+    if a.type != b.type:
+        return False
+    if a.type == "cuda":
+        current = torch.cuda.current_device()
+        return (current if a.index is None else a.index) == (
+            current if b.index is None else b.index
+        )
+    return True
 
 
 def _sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
