@@ -31,7 +31,7 @@ import envs
 from drpo_rl.data import OfflineLogs, generate_logs
 from drpo_rl.data.behavior import BehaviorMixture
 from drpo_rl.data.dataset import StagedDataset
-from drpo_rl.data.generate import LOG_KEYS, _collect, _make_collector
+from drpo_rl.data.generate import LOG_KEYS, SESSION_KEYS, _collect, _make_collector
 from drpo_rl.data.scenarios import scenario_weights
 
 
@@ -70,13 +70,15 @@ def pipeline(args, root: Path) -> tuple[float, float]:
     and the collector's one-off set-up time in seconds (not in the rate)."""
     env, policy = _make(args)
     rows = max(1, args.rows // args.num_envs) * args.num_envs
+    session = env.dynamics.max_length > 1  # the layout generate_logs uses for sessions
+    keys = LOG_KEYS + (SESSION_KEYS if session else ())
     with StagedDataset(root / "pipeline") as staged:
-        buffer = ReplayBuffer(storage=staged.make_storage(rows))
+        buffer = ReplayBuffer(storage=staged.make_storage(rows, ndim=2 if session else 1))
         start = time.perf_counter()
         collector = _make_collector(env, policy, rows)
         setup = time.perf_counter() - start
         start = time.perf_counter()
-        for batch in _collect(collector, rows, LOG_KEYS, flatten=True):
+        for batch in _collect(collector, rows, keys, flatten=not session):
             buffer.extend(batch)
         elapsed = time.perf_counter() - start
         # not committed: the staging folder is removed on exit
