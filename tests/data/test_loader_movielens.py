@@ -180,3 +180,73 @@ def test_file_ids_travel_with_each_row(tmp_path):
     td = parse_movielens(write(tmp_path)).data
     assert td["user_id"].tolist() == [2, 2, 5, 5, 5, 9]
     assert td["item_id"].tolist() == [10, 30, 10, 20, 30, 20]
+
+
+USERS = "2|30|F|writer|11111\n5|45|M|artist|22222\n9|18|M|student|33333\n"
+
+
+def test_user_features_extend_the_observation(tmp_path):
+    (tmp_path / "u.user").write_text(USERS)
+    logs = parse_movielens(write(tmp_path), history_length=2, user_features=tmp_path / "u.user")
+    td = logs.data
+    assert logs.metadata["user_feature_vocabulary"] == {
+        "gender": ["F", "M"],
+        "occupation": ["artist", "student", "writer"],
+    }
+    assert [(p["name"], p["columns"]) for p in logs.metadata["observation_layout"]] == [
+        ("history_item", [0, 2]),
+        ("history_reward", [2, 4]),
+        ("step", [4, 5]),
+        ("age", [5, 6]),
+        ("gender", [6, 8]),
+        ("occupation", [8, 11]),
+    ]
+    assert td["observation"].shape == (6, 11)
+    # Row 2 is user 5's first rating: age 45, M, artist.
+    torch.testing.assert_close(td["observation"][2, 5:], torch.tensor([0.45, 0, 1, 1, 0, 0]))
+    torch.testing.assert_close(td["next", "observation"][:, 5:], td["observation"][:, 5:])
+    plain = parse_movielens(write(tmp_path), history_length=2).data
+    assert torch.equal(td["observation"][:, :5], plain["observation"])
+
+
+def test_user_features_must_cover_every_user_once(tmp_path):
+    users = tmp_path / "u.user"
+    users.write_text(USERS.replace("9|18|M|student|33333\n", ""))
+    with pytest.raises(ValueError, match=r"u.user: no features for user id 9 \(1 user\(s\) of"):
+        parse_movielens(write(tmp_path), user_features=users)
+    users.write_text(USERS + "5|46|M|artist|22222\n")
+    with pytest.raises(TableError) as info:
+        parse_movielens(write(tmp_path), user_features=users)
+    assert str(info.value) == f"{users}, line 4, column 'user_id': user id 5 appears twice"
+    users.write_text(USERS.replace("|45|", "|old|"))
+    with pytest.raises(TableError, match=r"line 2, column 'age': expected a finite number"):
+        parse_movielens(write(tmp_path), user_features=users)
+
+
+def test_shipped_movielens_100k_user_features():
+    path = recbole_ml100k_path()
+    if path is None:
+        pytest.skip("recbole is not installed (pip install --no-deps recbole==1.2.1)")
+    logs = parse_movielens(path, user_features=path.with_suffix(".user"))
+    vocabulary = logs.metadata["user_feature_vocabulary"]
+    assert vocabulary["gender"] == ["F", "M"] and len(vocabulary["occupation"]) == 21
+    assert logs.data["observation"].shape == (100_000, 11 + 1 + 2 + 21)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("u.user", USERS),
+        ("users.dat", "2::F::30::writer::11111\n5::M::45::artist::22222\n9::M::18::student::3\n"),
+        (
+            "ml.user",
+            "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
+            "9\t18\tM\tstudent\t3\n2\t30\tF\twriter\t1\n5\t45\tM\tartist\t2\n",
+        ),
+    ],
+)
+def test_user_feature_formats_encode_alike(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    td = parse_movielens(write(tmp_path), history_length=1, user_features=tmp_path / name).data
+    expected = torch.tensor([[0.30, 1, 0, 0, 0, 1], [0.45, 0, 1, 1, 0, 0], [0.18, 0, 1, 0, 1, 0]])
+    torch.testing.assert_close(td["observation"][:, 3:], expected[td["user"]])

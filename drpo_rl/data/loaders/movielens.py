@@ -25,6 +25,10 @@ timestamp             [R] float64            seconds since the epoch (file order
 plus ``("next", "observation" | "history" | "history_reward" | "item" | "done" |
 "terminated" | "truncated")`` and ``("collector", "traj_ids")``. There is no
 ``behavior_log_prob``: MovieLens records no propensities.
+
+With ``user_features=`` (e.g. ``u.user``), the observation continues with the user's
+encoded age, gender and occupation (:mod:`~drpo_rl.data.loaders.user_features`;
+``metadata["observation_layout"]`` lists every column range).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import torch
 from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
+from drpo_rl.data.loaders.user_features import read_user_features
 from envs.fitted import recbole_ml100k_path
 from envs.ratings import file_sha256, read_ratings
 
@@ -52,6 +57,7 @@ def parse_movielens(
     rating_scale: tuple[float, float] = (1.0, 5.0),
     history_length: int = 5,
     min_ratings_per_user: int = 1,
+    user_features: str | os.PathLike | None = None,
 ) -> ParsedLogs:
     """Read a ratings file into offline logs, without writing anything.
 
@@ -64,6 +70,10 @@ def parse_movielens(
         history_length: K, previous items in each observation.
         min_ratings_per_user: row filter: users with fewer ratings are removed; how many
             rows went is logged and kept in ``metadata["rows_removed"]``.
+        user_features: a users file (``u.user``, ``users.dat`` or RecBole ``.user``, see
+            :mod:`~drpo_rl.data.loaders.user_features`); its encoded age, gender and
+            occupation are appended to the observation (and ``("next", "observation")``).
+            Every user of the ratings must have a row.
 
     Raises:
         envs.ratings.TableError: a malformed file (names the file, line and column).
@@ -102,6 +112,24 @@ def parse_movielens(
         item_ids=item_ids,
     )
     data["rating"] = torch.from_numpy(ratings.rating[keep][facts["order"]].astype(np.float32))
+    layout = observation_layout(history_length)
+    features = None
+    if user_features is not None:
+        features = read_user_features(user_features)
+        rows = features.rows_of(user_ids, source=str(path))[data["user"].numpy()]
+        extra = torch.from_numpy(features.values[rows])
+        for key in ("observation", ("next", "observation")):
+            data[key] = torch.cat([data[key], extra], dim=-1)
+        start = layout[-1]["columns"][1]
+        for part in features.layout:
+            layout.append(
+                {
+                    "name": part["name"],
+                    "columns": [start, start + part["width"]],
+                    "meaning": part["meaning"],
+                }
+            )
+            start += part["width"]
     low, high = ratings.rating_scale
     metadata = {
         "loader": "movielens",
@@ -111,9 +139,12 @@ def parse_movielens(
             "rows_in_file": len(ratings),
             "has_timestamp": ratings.has_timestamp,
         },
-        "options": _options(format, rating_scale, history_length, min_ratings_per_user),
+        "options": _options(
+            format, rating_scale, history_length, min_ratings_per_user, user_features
+        ),
         "reward": f"(rating - {low:g}) / ({high:g} - {low:g})",
-        "observation_layout": observation_layout(history_length),
+        "observation_layout": layout,
+        "user_feature_vocabulary": None if features is None else features.vocabulary,
         "max_steps": facts["max_steps"],
         "num_items": len(item_ids),
         "num_users": len(user_ids),
@@ -132,6 +163,7 @@ def load_movielens(
     rating_scale: tuple[float, float] = (1.0, 5.0),
     history_length: int = 5,
     min_ratings_per_user: int = 1,
+    user_features: str | os.PathLike | None = None,
     **buffer_kwargs: Any,
 ) -> OfflineLogs:
     """:func:`parse_movielens` stored as an :class:`~drpo_rl.data.OfflineLogs` at ``out``.
@@ -144,7 +176,9 @@ def load_movielens(
     request = {
         "loader": "movielens",
         "sha256": file_sha256(path),
-        "options": _options(format, rating_scale, history_length, min_ratings_per_user),
+        "options": _options(
+            format, rating_scale, history_length, min_ratings_per_user, user_features
+        ),
     }
     return open_or_write(
         out,
@@ -155,6 +189,7 @@ def load_movielens(
             rating_scale=rating_scale,
             history_length=history_length,
             min_ratings_per_user=min_ratings_per_user,
+            user_features=user_features,
         ),
         **buffer_kwargs,
     )
@@ -169,10 +204,12 @@ def _check_options(history_length: int, min_ratings_per_user: int) -> None:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
-def _options(format, rating_scale, history_length, min_ratings_per_user) -> dict:
+def _options(format, rating_scale, history_length, min_ratings_per_user, user_features) -> dict:
     return {
         "format": format,
         "rating_scale": [float(v) for v in rating_scale],
         "history_length": history_length,
         "min_ratings_per_user": min_ratings_per_user,
+        # The file's content, not its path, identifies what was loaded.
+        "user_features": None if user_features is None else file_sha256(user_features),
     }
