@@ -40,6 +40,16 @@ class UserFeatures:
         values: float32 [U, F], the encoded features of ``user_ids[i]`` in row i.
         vocabulary: the categories of ``gender`` and ``occupation``, in one-hot order.
         layout: the columns of ``values``, as JSON-friendly records.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "u.user"
+        >>> _ = f.write_text("7|24|M|technician|85711\\n3|53|F|other|94043\\n")
+        >>> features = read_user_features(f)
+        >>> features.user_ids.tolist(), features.rows_of(np.array([7, 3]), source="doc").tolist()
+        ([3, 7], [1, 0])
+        >>> [part["name"] for part in features.layout]
+        ['age', 'gender', 'occupation']
     """
 
     path: str
