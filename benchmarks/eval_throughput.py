@@ -26,7 +26,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 import envs
 from drpo_rl.evaluation import evaluate
-from drpo_rl.evaluation.evaluate import _default_chunk
+from drpo_rl.evaluation.online import _default_chunk
 from drpo_rl.models import make_actor
 
 

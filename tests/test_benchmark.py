@@ -243,3 +243,25 @@ def test_noise_sweep_and_phantom_plots(tmp_path):
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_evaluate_command_reproduces_a_runs_benchmark_number(finished, capsys):
+    report, _ = finished
+    run = report.out_dir / "runs" / "medium" / "drpo" / "seed-0.json"
+    assert run.with_suffix(".pt").is_file()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics.pop("users_per_second") > 0
+    recorded = next(r for r in report.records if r["algorithm"] == "drpo")["metrics"]
+    assert metrics == recorded
+    assert main(["evaluate", str(run), "--num-users", "50", "--seed", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_users"] == 50
+
+
+def test_evaluate_command_errors_and_oracle(finished, capsys):
+    report, _ = finished
+    oracle_run = report.out_dir / "runs" / "medium" / "oracle" / "seed-0.json"
+    assert main(["evaluate", str(oracle_run)]) == 2
+    assert "no policy weights for run 'oracle'" in capsys.readouterr().err
+    assert main(["evaluate", "--oracle", "--num-users", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hit_rate"] == 1.0

@@ -188,7 +188,11 @@ def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey) -> None:
     store = ResultStore(out_dir)
     rows = open_logs(config, store, key.scenario, key.seed, progress=False)[:]
     env = make_env(config.env, device=config.device, **config.env_overrides)
-    store.save(key, _run_one(key, config, rows, PolicySpecs.from_env(env), env))
+    record = _run_one(key, config, rows, PolicySpecs.from_env(env), env)
+    policy = record.pop("policy", None)
+    if policy is not None:
+        store.save_policy(key, policy.state_dict())
+    store.save(key, record)
 
 
 def _record(key: RunKey, kind: str, config: BenchmarkConfig, **fields: Any) -> dict[str, Any]:

@@ -6,11 +6,14 @@ Layout::
         benchmark.json                      settings every run of the folder shares
         logs/<scenario>/seed-<k>/           generated logs (an OfflineLogs dataset), cached
         runs/<scenario>/<algorithm>/seed-<k>.json   one finished run
+        runs/<scenario>/<algorithm>/seed-<k>.pt     its trained policy's weights (learners)
         results.csv, results.json, *.png    written by the reporting step
 
 A run's file appears only once the run is finished (written to a temporary name, then
 renamed), so an interrupted benchmark leaves no half-written result: the next invocation
-redoes exactly the runs without a file.
+redoes exactly the runs without a file. The policy weights are written before the JSON, so
+a run's JSON implies its weights; they are plain tensors (``torch.load(weights_only=True)``
+reads them, nothing is unpickled).
 """
 
 from __future__ import annotations
@@ -123,6 +126,19 @@ class ResultStore:
 
     def save(self, key: RunKey, record: dict[str, Any]) -> None:
         write_json_atomic(self.path(key), record)
+
+    def save_policy(self, key: RunKey, state_dict: dict[str, Any]) -> None:
+        """Save a trained policy's ``state_dict`` beside the run's record (atomically)."""
+        import torch
+
+        path = self.path(key).with_suffix(".pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load(self, key: RunKey) -> dict[str, Any]:
         record = read_json(self.path(key))

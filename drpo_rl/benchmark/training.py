@@ -102,7 +102,9 @@ def train(
     evaluate_policy: Callable[[Any, bool], dict[str, float]],
     monitor: Callable[[Any, TensorDictBase], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Train ``algorithm`` on ``rows`` and evaluate it; returns the run's record fields.
+    """Train ``algorithm`` on ``rows`` and evaluate it.
+
+    Returns the run's record fields and, under ``"policy"``, the trained policy module.
 
     ``evaluate_policy(policy, final)`` evaluates online (``final`` picks the final,
     larger evaluation); ``monitor(algo, batch)`` (optional) records diagnostics of the
@@ -151,6 +153,7 @@ def train(
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "train_rows": int(rows.numel()),
+        "policy": algo.policy,
     }
 
 

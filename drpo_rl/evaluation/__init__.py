@@ -1,5 +1,8 @@
 """Online evaluation of policies against simulated users, through TorchRL collectors.
 
+The public names load on first use, so that building the ``drpo-rl`` command line (which
+imports :mod:`drpo_rl.evaluation.command`) does not import torch.
+
 Example:
     >>> from drpo_rl.evaluation import evaluate, oracle_policy
     >>> from envs import make_env
@@ -8,8 +11,19 @@ Example:
     1.0
 """
 
-from drpo_rl.evaluation.evaluate import evaluate
-from drpo_rl.evaluation.metrics import OnlineMetrics
-from drpo_rl.evaluation.reference import OraclePolicy, oracle_policy
+import importlib
 
-__all__ = ["OnlineMetrics", "OraclePolicy", "evaluate", "oracle_policy"]
+_EXPORTS = {
+    "evaluate": "drpo_rl.evaluation.online",
+    "OnlineMetrics": "drpo_rl.evaluation.metrics",
+    "OraclePolicy": "drpo_rl.evaluation.reference",
+    "oracle_policy": "drpo_rl.evaluation.reference",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'drpo_rl.evaluation' has no attribute {name!r}")

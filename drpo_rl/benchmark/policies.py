@@ -1,0 +1,75 @@
+"""Re-load the trained policy of a finished benchmark run, to evaluate it again elsewhere.
+
+A run folder holds the run's record (JSON: algorithm, resolved hyper-parameters) and its
+policy weights (``.pt``, plain tensors); the output folder's ``benchmark.json`` names the
+environment. Rebuilding the algorithm from the registry with the recorded hyper-parameters
+and loading the weights gives back the policy that was evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drpo_rl.benchmark.store import SETTINGS_FILE, read_json
+
+
+@dataclass
+class TrainedRun:
+    """A finished run's policy and what is needed to evaluate it as the benchmark did.
+
+    Attributes:
+        policy: the trained policy module (on the CPU).
+        env: environment name; env_overrides: its config overrides.
+        record: the run's JSON record (``metrics`` holds the benchmark's evaluation).
+        eval_seed, eval_users: the seed and user count of the benchmark's final evaluation.
+    """
+
+    policy: Any
+    env: str
+    env_overrides: dict[str, Any]
+    record: dict[str, Any]
+    eval_seed: int
+    eval_users: int
+
+
+def load_trained_run(path: str | Path) -> TrainedRun:
+    """Load ``runs/<scenario>/<algorithm>/seed-<k>.json`` (or its ``.pt``) of an output folder.
+
+    Raises ``ValueError`` naming the file when the run has no weights (reference rows
+    without a learner: oracle, behaviour) or the folder is not a benchmark output.
+    """
+    import torch
+
+    from drpo_rl.algorithms import build
+    from drpo_rl.benchmark.runner import EVAL_SEED_OFFSET
+    from drpo_rl.models import PolicySpecs
+    from envs import make_env
+
+    path = Path(path).with_suffix(".json")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such run record")
+    record = read_json(path)
+    weights = path.with_suffix(".pt")
+    if not weights.is_file():
+        raise ValueError(
+            f"{weights}: no policy weights for run {record.get('algorithm')!r} (only trained "
+            "runs have weights; oracle and behaviour rows are evaluated directly)"
+        )
+    settings_path = path.parents[3] / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise ValueError(f"{settings_path}: missing; {path} is not inside a benchmark folder")
+    settings = read_json(settings_path)
+    env = make_env(settings["env"], **settings["env_overrides"])
+    algorithm = "bc" if record["algorithm"] == "bc-expert" else record["algorithm"]
+    algo = build(algorithm, PolicySpecs.from_env(env), **record["hparams"])
+    algo.policy.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+    return TrainedRun(
+        policy=algo.policy,
+        env=settings["env"],
+        env_overrides=dict(settings["env_overrides"]),
+        record=record,
+        eval_seed=EVAL_SEED_OFFSET + int(record["seed"]),
+        eval_users=int(settings["eval_users"]),
+    )
