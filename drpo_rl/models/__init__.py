@@ -10,10 +10,11 @@ from drpo_rl.models.actors import (
     make_item_scores,
 )
 from drpo_rl.models.critics import make_qvalue_critic, make_value_critic
-from drpo_rl.models.networks import TwoTowerScores, make_mlp
+from drpo_rl.models.networks import BoundedNormalScale, TwoTowerScores, make_mlp
 from drpo_rl.models.specs import PolicySpecs
 
 __all__ = [
+    "BoundedNormalScale",
     "PolicySpecs",
     "TwoTowerScores",
     "make_actor",

@@ -11,15 +11,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from tensordict.nn import (
-    AddStateIndependentNormalScale,
-    InteractionType,
-    TensorDictModule,
-)
+from tensordict.nn import InteractionType, TensorDictModule
 from torch import nn
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 
-from drpo_rl.models.networks import TwoTowerScores, make_mlp
+from drpo_rl.models.networks import BoundedNormalScale, TwoTowerScores, make_mlp
 from drpo_rl.models.specs import PolicySpecs
 
 __all__ = ["make_actor", "make_categorical_actor", "make_gaussian_actor", "make_item_scores"]
@@ -36,8 +32,9 @@ def make_gaussian_actor(
     """Gaussian policy ``N(mu_theta(s), diag(sigma^2))`` over the item-embedding action.
 
     The mean is an MLP of the observation. The log-std is ONE learned, state-independent
-    parameter per action dimension (TensorDict's ``AddStateIndependentNormalScale``, exp
-    mapping, floor 1e-4): this is the paper's ``pi = N(mu(s), sigma^2 I)``, and it makes
+    parameter per action dimension (:class:`~drpo_rl.models.networks.BoundedNormalScale`:
+    exp mapping, floor 1e-4, soft ceiling ``exp(20)`` so that a runaway sigma stays
+    finite): this is the paper's ``pi = N(mu(s), sigma^2 I)``, and it makes
     ``sigma`` a single trajectory to watch for the curse of repulsion (it shrinks under
     attractive updates and the ``1/sigma^2`` factor then magnifies repulsive ones). No tanh
     squashing: embeddings are unbounded and the env decodes by cosine similarity.
@@ -71,9 +68,7 @@ def make_gaussian_actor(
         )
     net = nn.Sequential(
         make_mlp(specs.obs_dim, specs.action_dim, num_cells=num_cells, depth=depth),
-        AddStateIndependentNormalScale(
-            specs.action_dim, scale_mapping="exp", init_value=log_std_init
-        ),
+        BoundedNormalScale(specs.action_dim, init_value=log_std_init),
     )
     module = TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"])
     return ProbabilisticActor(

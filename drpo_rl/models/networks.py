@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import torch
+from tensordict.nn import AddStateIndependentNormalScale
 from torch import nn
+from torch.nn import functional as F
 from torchrl.modules import MLP
 
-__all__ = ["TwoTowerScores", "make_mlp"]
+__all__ = ["LOG_STD_MAX", "BoundedNormalScale", "TwoTowerScores", "make_mlp"]
+
+#: Soft upper bound of a Gaussian actor's ``log sigma``. ``sigma = exp(20) ~ 5e8`` is far
+#: beyond any embedding scale, yet actions drawn at that scale still square to finite
+#: float32 values; at ``log sigma = 60`` the losses that sample actions (CQL, PPO) overflow,
+#: and ``exp`` itself is ``inf`` from about 89.
+LOG_STD_MAX = 20.0
 
 
 def make_mlp(in_features: int, out_features: int, *, num_cells: int = 128, depth: int = 2) -> MLP:
@@ -100,3 +108,43 @@ class TwoTowerScores(nn.Module):
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         return self.user_tower(observation) @ self.item_embeddings.T
+
+
+class BoundedNormalScale(AddStateIndependentNormalScale):
+    """One learned, state-independent ``log sigma`` per action dimension, bounded above.
+
+    ``sigma = exp(log_std_max - softplus(log_std_max - p))`` for the parameter ``p``
+    (``state_independent_scale``, as in TensorDict's ``AddStateIndependentNormalScale``,
+    whose state-dict layout this keeps), floored at ``scale_lb``. Below ``log_std_max - 10``
+    this is ``exp(p)`` to float32 precision; above, it saturates smoothly at
+    ``exp(log_std_max)`` with a non-zero gradient, so a runaway ``log sigma`` (the curse of
+    repulsion) stays finite and can still come back.
+
+    Examples:
+        >>> scale = BoundedNormalScale(2, init_value=-1.0)
+        >>> loc, sigma = scale(torch.zeros(3, 2))
+        >>> torch.allclose(sigma, torch.full((3, 2), -1.0).exp())
+        True
+        >>> with torch.no_grad():
+        ...     _ = scale.state_independent_scale.fill_(1000.0)
+        >>> bool(torch.isfinite(scale(torch.zeros(1, 2))[1]).all())
+        True
+    """
+
+    def __init__(
+        self,
+        scale_shape: int | tuple[int, ...],
+        *,
+        init_value: float = 0.0,
+        scale_lb: float = 1e-4,
+        log_std_max: float = LOG_STD_MAX,
+    ) -> None:
+        if not init_value < log_std_max:
+            raise ValueError(f"init_value must be < log_std_max={log_std_max}, got {init_value}")
+        super().__init__(scale_shape, scale_mapping="exp", scale_lb=scale_lb, init_value=init_value)
+        self.log_std_max = float(log_std_max)
+
+    def forward(self, loc: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        log_std = self.log_std_max - F.softplus(self.log_std_max - self.state_independent_scale)
+        scale = log_std.exp().clamp_min(self.scale_lb).expand_as(loc)
+        return (loc, scale, *others)
