@@ -99,7 +99,8 @@ def sampling(args, root: Path) -> dict[int, tuple[float, float]]:
         progress=False,
     )
     print(f"  (built the {args.buffer_rows:,}-row buffer in {time.perf_counter() - start:.1f} s)")
-    in_ram = OfflineLogs(path)[:].clone()  # the reference: the same rows as plain tensors
+    # The reference: the same rows as plain tensors, flat (session logs index as [env, time]).
+    in_ram = OfflineLogs(path)[:].clone().reshape(-1)
     out = {}
     for batch_size in (320, 32768):
         logs = OfflineLogs(path, batch_size=batch_size)
