@@ -138,27 +138,47 @@ def _best_learners(
     return best
 
 
-def render_table(records: Sequence[dict[str, Any]], console: Console | None = None) -> Table:
-    """Print (and return) the rich table: rows algorithms, one reward column per scenario.
+# Beyond this many scenarios the terminal table lists (scenario, algorithm) rows instead
+# of one column per scenario, which would not fit a terminal (e.g. the noise sweep).
+WIDE_TABLE_MAX_SCENARIOS = 3
 
-    The best learner of each scenario is in bold; reference rows come first, dimmed. eCPM
-    (price x reward) is in ``results.md`` and the CSV.
+
+def render_table(records: Sequence[dict[str, Any]], console: Console | None = None) -> Table:
+    """Print (and return) the rich table of the final online reward, mean ± std over seeds.
+
+    Up to :data:`WIDE_TABLE_MAX_SCENARIOS` scenarios: one row per algorithm, one column per
+    scenario; more: one row per (scenario, algorithm). The best learner of each scenario is
+    in bold; reference rows are dimmed. eCPM (price x reward) is in ``results.md`` and the
+    CSV.
     """
     scenarios, algorithms, references = _order(records)
     reward = summarise(records, "reward")
     best = _best_learners(reward, scenarios, references)
     seeds = max((n for _, _, n in reward.values()), default=0)
     table = Table(title=f"Online reward, mean ± std over {seeds} seed(s)")
-    table.add_column("algorithm")
-    for scenario in scenarios:
-        table.add_column(scenario, justify="right")
-    for algorithm in algorithms:
-        cells = []
+
+    def name(algorithm: str) -> str:
+        return f"[dim]{algorithm} (ref)[/dim]" if algorithm in references else algorithm
+
+    def cell(scenario: str, algorithm: str) -> str:
+        text = _cell(reward.get((scenario, algorithm)))
+        return f"[bold]{text}[/bold]" if best.get(scenario) == algorithm else text
+
+    if len(scenarios) <= WIDE_TABLE_MAX_SCENARIOS:
+        table.add_column("algorithm")
         for scenario in scenarios:
-            text = _cell(reward.get((scenario, algorithm)))
-            cells.append(f"[bold]{text}[/bold]" if best.get(scenario) == algorithm else text)
-        name = f"[dim]{algorithm} (ref)[/dim]" if algorithm in references else algorithm
-        table.add_row(name, *cells)
+            table.add_column(scenario, justify="right")
+        for algorithm in algorithms:
+            table.add_row(name(algorithm), *(cell(s, algorithm) for s in scenarios))
+    else:
+        table.add_column("scenario")
+        table.add_column("algorithm")
+        table.add_column("reward", justify="right")
+        for scenario in scenarios:
+            for algorithm in algorithms:
+                if (scenario, algorithm) in reward:
+                    table.add_row(scenario, name(algorithm), cell(scenario, algorithm))
+            table.add_section()
     if console is not None:
         console.print(table)
     return table
