@@ -23,6 +23,7 @@ from drpo_rl import __version__
 COMMANDS: dict[str, str] = {
     "bench": "drpo_rl.benchmark.command:add_bench_command",
     "evaluate": "drpo_rl.evaluation.command:add_evaluate_command",
+    "generate": "drpo_rl.data.command:add_generate_command",
 }
 
 

@@ -1,0 +1,48 @@
+"""``drpo-rl generate`` writes logs, re-opens them, and rejects bad requests without a traceback."""
+
+import pytest
+
+from drpo_rl.cli import main
+from drpo_rl.data import OfflineLogs
+
+
+def test_generate_writes_then_reopens_logs(tmp_path, capsys):
+    path = tmp_path / "logs"
+    args = ["generate", str(path), "--scenario", "extreme", "--num-samples", "600"]
+    args += ["--seed", "3", "--set", "num_items=30", "--no-progress"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    logs = OfflineLogs.load(path)
+    assert len(logs) == 600
+    assert logs.metadata["env"]["config"]["num_items"] == 30
+    assert logs.metadata["scenario"]["name"] == "extreme"
+    assert "600 rows" in first
+    reward = logs[:]["next", "reward"].mean().item()
+    assert f"mean logged reward {reward:.4f}" in first
+
+    assert main(args) == 0  # same settings: opened, same numbers
+    assert capsys.readouterr().out == first
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--scenario", "bogus"], "unknown scenario 'bogus'"),
+        (["--set", "num_itemz=3"], "num_itemz"),
+    ],
+)
+def test_generate_rejects_bad_requests(tmp_path, capsys, extra, message):
+    code = main(["generate", str(tmp_path / "logs"), "--num-samples", "10", *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drpo-rl generate: error:")
+    assert message in err
+    assert not (tmp_path / "logs").exists()
+
+
+def test_generate_names_the_difference_with_stored_logs(tmp_path, capsys):
+    path = str(tmp_path / "logs")
+    common = ["--num-samples", "200", "--set", "num_items=20", "--no-progress"]
+    assert main(["generate", path, "--scenario", "clean", *common]) == 0
+    assert main(["generate", path, "--scenario", "medium", *common]) == 2
+    assert "scenario.name: stored 'clean', requested 'medium'" in capsys.readouterr().err
