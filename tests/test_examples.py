@@ -39,10 +39,10 @@ FINAL = re.compile(
 )
 
 
-def run(script: Path, *overrides: str, cwd: Path, env: dict | None = None) -> str:
-    """Run ``script`` with hydra ``overrides`` in ``cwd``; returns stdout, fails on rc != 0."""
+def launch(script: Path, *overrides: str, cwd: Path, env: dict | None = None):
+    """Run ``script`` with hydra ``overrides`` in ``cwd``, one torch thread."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script), *overrides],
         cwd=cwd,
         env=env,
@@ -50,6 +50,11 @@ def run(script: Path, *overrides: str, cwd: Path, env: dict | None = None) -> st
         text=True,
         timeout=300,
     )
+
+
+def run(script: Path, *overrides: str, cwd: Path, env: dict | None = None) -> str:
+    """:func:`launch` that must succeed; returns its stdout."""
+    proc = launch(script, *overrides, cwd=cwd, env=env)
     assert proc.returncode == 0, (
         f"{script.name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     )
@@ -152,6 +157,7 @@ def test_ppo_collects_trains_and_evaluates_sessions(tmp_path):
     )
     (final,) = [m.groupdict() for m in FINAL.finditer(out)]
     assert final["algo"] == "ppo" and final["steps"] == "160" and final["users"] == "50"
+    assert re.search(r"return [\d.]+ \+- [\d.]+ per session \(length [\d.]+\)", out), out
     returns = read_scalar(tmp_path / "run", "ppo_logging", "eval/return")
     assert [frames for frames, _ in returns] == [80, 160]
     lengths = read_scalar(tmp_path / "run", "ppo_logging", "eval/length")
@@ -160,6 +166,19 @@ def test_ppo_collects_trains_and_evaluates_sessions(tmp_path):
     assert [
         frames for frames, _ in read_scalar(tmp_path / "run", "ppo_logging", "train/loss_objective")
     ] == [80, 160]
+
+
+def test_a_bad_value_fails_early_naming_the_field(tmp_path):
+    proc = launch(
+        EXAMPLES / "drpo" / "drpo.py",
+        "optim.gradient_steps=0",
+        f"logs.path={tmp_path / 'logs'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "optim.gradient_steps: expected an integer >= 1, got 0" in proc.stderr
+    assert not (tmp_path / "logs").exists()  # nothing generated
 
 
 def test_pipeline_learns_beyond_the_logged_behaviour(tmp_path):

@@ -30,6 +30,9 @@ def main(cfg: DictConfig) -> None:
     device = torch.device(cfg.optim.device or cfg.env.device)
     env_config = OmegaConf.to_container(cfg.env.config)
     torch.manual_seed(cfg.env.seed)
+    steps = cfg.optim.gradient_steps
+    if steps < 1:
+        raise ValueError(f"optim.gradient_steps: expected an integer >= 1, got {steps}")
 
     logger = None
     if cfg.logger.backend:
@@ -87,7 +90,6 @@ def main(cfg: DictConfig) -> None:
             env_kwargs=env_config,
         )
 
-    steps = cfg.optim.gradient_steps
     pbar = tqdm.tqdm(range(1, steps + 1), desc=variant, unit="step")
     for step in pbar:
         terms = update(logs.sample().to(device))

@@ -31,6 +31,12 @@ def main(cfg: DictConfig) -> None:
     device = torch.device(cfg.env.device)
     env_config = OmegaConf.to_container(cfg.env.config)
     torch.manual_seed(cfg.env.seed)
+    if cfg.collector.total_frames < cfg.collector.frames_per_batch:
+        raise ValueError(
+            f"collector.total_frames: expected at least one rollout of "
+            f"collector.frames_per_batch={cfg.collector.frames_per_batch} frames, "
+            f"got {cfg.collector.total_frames}"
+        )
 
     logger = None
     if cfg.logger.backend:
@@ -113,17 +119,22 @@ def main(cfg: DictConfig) -> None:
         if last or frames // cfg.logger.eval_interval > previous // cfg.logger.eval_interval:
             result = evaluate_policy()
             metrics.update({f"eval/{key}": value for key, value in result.items()})
-            pbar.set_postfix(eval_return=f"{result['return']:.3f}")
+            pbar.set_postfix(eval_reward=f"{result['reward']:.4f}")
         if logger is not None:
             logger.log_metrics(metrics, frames)
     pbar.close()
     collector.shutdown()
 
+    sessions = ""
+    if "return" in result:  # multi-step envs
+        sessions = (
+            f", return {result['return']:.3f} +- {result['return_ci95']:.3f} per session "
+            f"(length {result['length']:.2f})"
+        )
     print(
         f"final evaluation of ppo after {frames} frames ({result['num_users']} users): "
-        f"reward {result['reward']:.4f} +- {result['reward_ci95']:.4f} per step, "
-        f"return {result['return']:.3f} +- {result['return_ci95']:.3f} per session "
-        f"(length {result['length']:.2f}), hit rate {result['hit_rate']:.3f}"
+        f"reward {result['reward']:.4f} +- {result['reward_ci95']:.4f} per step{sessions}, "
+        f"hit rate {result['hit_rate']:.3f}"
     )
 
 
