@@ -21,6 +21,7 @@ from envs.config import RecSimConfig, UserSessionConfig
 from envs.factory import list_envs, make_env
 from envs.gym_env import SimulatedUsersGymEnv
 from envs.gym_vector import SimulatedUsersVectorEnv
+from envs.population import UserPopulation
 from envs.recsim_bandit import RecSimBandit, RecSimBanditDiscrete
 from envs.registration import register_envs
 from envs.simulator import SimulatedUsersEnv
@@ -36,6 +37,7 @@ __all__ = [
     "SimulatedUsersEnv",
     "SimulatedUsersGymEnv",
     "SimulatedUsersVectorEnv",
+    "UserPopulation",
     "UserSession",
     "UserSessionConfig",
     "list_envs",

@@ -12,29 +12,68 @@ from tensordict import TensorDict
 
 from envs.catalogue import Catalogue
 from envs.config import RecSimConfig, SessionDynamics
+from envs.population import UserPopulation
 
 
 def sample_preferences(
-    catalogue: Catalogue, num_users: int, spread: float, generator: torch.Generator
+    population: UserPopulation, num_users: int, spread: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """Unit-length latent preferences u* [B, d], each near a mixture centre."""
-    device = catalogue.device
-    component = torch.multinomial(
-        catalogue.mixture_weights, num_users, replacement=True, generator=generator
-    )
-    noise = torch.randn(num_users, catalogue.centres.shape[1], generator=generator, device=device)
-    return torch.nn.functional.normalize(catalogue.centres[component] + spread * noise, dim=-1)
+    """Unit-length latent preferences u* [B, d]: a population row picked by its weight,
+    plus N(0, spread^2 I), normalised."""
+    device = population.device
+    row = torch.multinomial(population.weights, num_users, replacement=True, generator=generator)
+    table = population.preferences
+    noise = torch.randn(num_users, table.shape[1], generator=generator, device=device)
+    return torch.nn.functional.normalize(table[row] + spread * noise, dim=-1)
+
+
+def affinity_of_cosine(
+    cosine: torch.Tensor, delta: float | torch.Tensor, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The reward rule exp(-(1 - cos) / (2 delta^2)), elementwise on cosines.
+
+    The one statement of the rule: `affinity` (every item for every user, the env) and
+    `pair_affinity` (matched pairs, the fit) both call it. Differentiable in `cosine`
+    and `delta` (which may be a tensor) when `out` is None; `out=cosine` computes in the
+    cosine's own buffer instead (the env's step, where the [B, N] buffers are
+    memory-bound: about 10% faster on the CPU, no autograd).
+
+    Example:
+        >>> import torch
+        >>> from envs.dynamics import affinity_of_cosine
+        >>> affinity_of_cosine(torch.tensor([1.0, 0.0, 1.0 + 1e-6]), 1.0)
+        tensor([1.0000, 0.6065, 1.0000])
+    """
+    # Rounding can push a cosine of unit vectors past 1; the clamp keeps the reward <= 1.
+    scaled = torch.mul(torch.sub(cosine, 1.0, out=out), 1.0 / (2.0 * delta * delta), out=out)
+    return torch.exp(torch.clamp(scaled, max=0.0, out=out), out=out)
 
 
 def affinity(unit_embeddings: torch.Tensor, preference: torch.Tensor, delta: float) -> torch.Tensor:
-    """exp(-(1 - cos(e, u)) / (2 delta^2)) for every item e and user u: [B, N].
+    """The reward rule for every item e and user u: [B, N].
 
     `unit_embeddings` [N, d] and `preference` [B, d] must both have unit rows.
     """
-    # In place on the matmul output: at scale this is memory-bound, one [B, N] buffer.
-    # Rounding can push a cosine of unit vectors past 1; the clamp keeps the reward <= 1.
     cosine = preference @ unit_embeddings.T
-    return cosine.sub_(1.0).mul_(1.0 / (2.0 * delta * delta)).clamp_(max=0.0).exp_()
+    return affinity_of_cosine(cosine, delta, out=cosine)
+
+
+def pair_affinity(
+    unit_items: torch.Tensor, preference: torch.Tensor, delta: float | torch.Tensor
+) -> torch.Tensor:
+    """The reward rule for matched pairs: row i of `unit_items` [..., d] with row i of
+    `preference` [..., d], both unit rows: [...]. Differentiable (the fit's link).
+
+    Example:
+        >>> import torch
+        >>> from envs.dynamics import affinity, pair_affinity
+        >>> items = torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)
+        >>> users = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+        >>> pairs = pair_affinity(items[[4, 0]], users, 0.5)  # (user 0, item 4), (1, 0)
+        >>> bool(torch.allclose(pairs, affinity(items, users, 0.5)[[0, 1], [4, 0]]))
+        True
+    """
+    return affinity_of_cosine((unit_items * preference).sum(-1), delta)
 
 
 def fatigue_factor(fatigue: torch.Tensor, cluster: torch.Tensor, strength: float) -> torch.Tensor:
@@ -83,16 +122,18 @@ def drift_preference(
 
 def new_users(
     catalogue: Catalogue,
+    population: UserPopulation,
     config: RecSimConfig,
     dynamics: SessionDynamics,
     num_users: int,
     generator: torch.Generator,
 ) -> TensorDict:
-    """Freshly arrived users: their whole state at the start of an episode."""
+    """Freshly arrived users, drawn from `population`: their whole state at the start of an
+    episode."""
     device = catalogue.device
-    d = catalogue.centres.shape[1]
+    d = catalogue.embeddings.shape[1]
     k = dynamics.history_length
-    preference = sample_preferences(catalogue, num_users, config.user_spread, generator)
+    preference = sample_preferences(population, num_users, config.user_spread, generator)
     view_offset = config.observation_noise * torch.randn(
         num_users, d, generator=generator, device=device
     )

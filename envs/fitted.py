@@ -5,16 +5,17 @@ Three steps, each usable alone:
 
 1. :func:`fit_embeddings` fits one unit vector per user and per item (and the reward width
    ``delta``) so that the simulator's own reward rule reproduces the ratings mapped onto
-   [0, 1]: rating01(u, i) ~ exp(-(1 - cos(u, i)) / (2 delta^2)), which is
-   :func:`envs.dynamics.affinity` for one user-item pair (matrix factorisation with the
-   simulator's link; full-batch Adam, seeded, on the CPU).
-2. :func:`fitted_world` turns the fitted vectors into a :class:`~envs.catalogue.Catalogue`:
-   the items are the fitted item vectors, their popularity is their frequency in the log,
-   and users come from a mixture of ``num_clusters`` Gaussians fitted (spherical k-means)
-   to the fitted user vectors; each item's cluster is its nearest mixture centre.
+   [0, 1]: rating01(u, i) ~ exp(-(1 - cos(u, i)) / (2 delta^2)), computed by
+   :func:`envs.dynamics.pair_affinity`, the env's rule for matched pairs (matrix
+   factorisation with the simulator's link; full-batch Adam, seeded, on the CPU).
+2. :func:`fitted_world` turns the fitted item vectors into a
+   :class:`~envs.catalogue.Catalogue` (popularity: their frequency in the log; clusters for
+   fatigue: spherical k-means of the fitted users, each item joining its nearest centre),
+   and :func:`fitted_population` the fitted user vectors into the
+   :class:`~envs.population.UserPopulation` simulated users are drawn from.
 3. :class:`FittedRatings` runs the unchanged session core (:class:`~envs.simulator.
-   SimulatedUsersEnv`) on that catalogue. :class:`MovieLens100K` is the same on the
-   MovieLens-100K ratings shipped by the ``recbole`` package.
+   SimulatedUsersEnv`) on that catalogue and population. :class:`MovieLens100K` is the
+   same on the MovieLens-100K ratings shipped by the ``recbole`` package.
 
 Fits are cached (:func:`load_or_fit`): a ``.pt`` of tensors (read back with
 ``weights_only=True``) beside a ``.json`` of the settings, keyed by the ratings file's
@@ -35,8 +36,10 @@ from pathlib import Path
 
 import torch
 
+from envs import dynamics as rules
 from envs.catalogue import Catalogue
 from envs.config import UserSessionConfig, _is_int, _is_real, _require
+from envs.population import UserPopulation
 from envs.ratings import RATINGS_FORMATS, Ratings, file_sha256, read_ratings
 from envs.simulator import SimulatedUsersEnv
 
@@ -49,12 +52,14 @@ __all__ = [
     "default_cache_dir",
     "fit_embeddings",
     "fitted_env_classes",
+    "fitted_population",
     "fitted_world",
     "load_or_fit",
     "recbole_ml100k_path",
 ]
 
-_CACHE_FORMAT = 1
+# 2: user_counts stored with the vectors.
+_CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class FittedEmbeddings:
         user_ids: int64 [U], the ids in the file (index -> id).
         item_ids: int64 [N], the ids in the file (index -> id).
         item_counts: int64 [N], ratings per item in the whole file.
+        user_counts: int64 [U], ratings per user in the whole file.
         rmse: root mean squared error in rating units (e.g. stars) of the fitted rule, on
             the ratings fitted (``"train"``) and held out (``"heldout"``), and of the
             training mean rating on the held-out ratings (``"baseline"``); the held-out
@@ -146,6 +152,7 @@ class FittedEmbeddings:
     user_ids: torch.Tensor
     item_ids: torch.Tensor
     item_counts: torch.Tensor
+    user_counts: torch.Tensor
     rmse: dict[str, float]
     settings: FitSettings
     source: dict
@@ -161,15 +168,7 @@ class FittedEmbeddings:
 
     def predict(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
         """Predicted ratings on the [0, 1] scale for pairs of indices (not file ids)."""
-        return _predicted(self.users[user_index], self.items[item_index], self.delta)
-
-
-def _predicted(users: torch.Tensor, items: torch.Tensor, delta) -> torch.Tensor:
-    # envs.dynamics.affinity for matched pairs instead of every user-item pair (R values,
-    # not U x N), and without its in-place clamp so that gradients flow; tests hold the
-    # two equal.
-    cosine = (users * items).sum(-1)
-    return torch.exp((cosine - 1.0) / (2.0 * delta * delta))
+        return rules.pair_affinity(self.items[item_index], self.users[user_index], self.delta)
 
 
 def fit_embeddings(ratings: Ratings, settings: FitSettings | None = None) -> FittedEmbeddings:
@@ -205,7 +204,9 @@ def fit_embeddings(ratings: Ratings, settings: FitSettings | None = None) -> Fit
         # normalising R gathered rows.
         unit_users = torch.nn.functional.normalize(user_vectors, dim=-1)
         unit_items = torch.nn.functional.normalize(item_vectors, dim=-1)
-        return _predicted(unit_users[users[rows]], unit_items[items[rows]], log_delta.exp())
+        return rules.pair_affinity(
+            unit_items[items[rows]], unit_users[users[rows]], log_delta.exp()
+        )
 
     for _ in range(settings.steps):
         optimiser.zero_grad(set_to_none=True)
@@ -231,6 +232,7 @@ def fit_embeddings(ratings: Ratings, settings: FitSettings | None = None) -> Fit
         user_ids=torch.as_tensor(ratings.user_ids),
         item_ids=torch.as_tensor(ratings.item_ids),
         item_counts=torch.bincount(items, minlength=ratings.num_items),
+        user_counts=torch.bincount(users, minlength=ratings.num_users),
         rmse=rmse,
         settings=settings,
         source=_source_of(ratings),
@@ -301,8 +303,8 @@ def load_or_fit(
             )
     fit = fit_embeddings(read_ratings(path, format=format, rating_scale=rating_scale), settings)
     cache.mkdir(parents=True, exist_ok=True)
-    tensors = {name: getattr(fit, name) for name in ("users", "items", "user_ids", "item_ids")}
-    tensors["item_counts"] = fit.item_counts
+    names = ("users", "items", "user_ids", "item_ids", "item_counts", "user_counts")
+    tensors = {name: getattr(fit, name) for name in names}
     meta = {
         "key": describe,
         "delta": fit.delta,
@@ -330,22 +332,18 @@ def fitted_world(
     *,
     iterations: int = 50,
     device: torch.device | str = "cpu",
-) -> tuple[Catalogue, float]:
-    """A catalogue of the fitted items, and the spread of users around their centres.
+) -> Catalogue:
+    """The catalogue of the fitted items.
 
-    Spherical k-means (seeded, ``iterations`` rounds) groups the fitted users into
-    ``num_clusters`` clusters; their normalised means are the mixture centres, their
-    shares of users the mixture weights, and the users' root mean squared distance to
-    their centre per coordinate is the returned ``user_spread``, so that the simulator's
-    user rule (centre + N(0, spread^2 I), normalised) draws users like the fitted ones.
-    Each item's cluster is its nearest centre (cosine); its popularity is its share of the
-    ratings.
+    Each item's popularity is its share of the ratings. Its cluster (what fatigue
+    accumulates on) is its nearest (cosine) of ``num_clusters`` centres that spherical
+    k-means (seeded, ``iterations`` rounds) finds among the fitted users: the catalogue's
+    mixture centres, with the clusters' shares of users as mixture weights. Simulated users
+    are drawn from the fitted users themselves (:func:`fitted_population`), not from this
+    mixture.
 
     The clustering runs on the CPU (the same on every device); the catalogue is then
     moved to ``device``.
-
-    Returns:
-        ``(catalogue, user_spread)``.
     """
     users, items = fit.users, fit.items
     if not 1 <= num_clusters <= fit.num_users:
@@ -367,9 +365,8 @@ def fitted_world(
         centres = torch.nn.functional.normalize(sums, dim=-1)
     assign = (users @ centres.T).argmax(dim=-1)
     weights = torch.bincount(assign, minlength=num_clusters).to(torch.float32)
-    spread = float((users - centres[assign]).square().mean().sqrt())
     popularity = fit.item_counts.to(torch.float32)
-    catalogue = Catalogue(
+    return Catalogue(
         embeddings=items.to(device, copy=True),
         unit_embeddings=items.to(device, copy=True),
         popularity=(popularity / popularity.sum()).to(device),
@@ -377,13 +374,38 @@ def fitted_world(
         centres=centres.to(device),
         mixture_weights=(weights / weights.sum()).to(device),
     )
-    return catalogue, spread
+
+
+# How fitted_population weighs the fitted users.
+USER_WEIGHTINGS = ("uniform", "activity")
+
+
+def fitted_population(
+    fit: FittedEmbeddings, weighting: str = "uniform", device: torch.device | str = "cpu"
+) -> UserPopulation:
+    """The fitted users as the population simulated users are drawn from.
+
+    ``weighting``: ``"uniform"`` picks every fitted user equally often, ``"activity"`` in
+    proportion to their number of ratings in the file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
+        >>> _ = f.write_text("user_id,item_id,rating\\n0,0,5\\n0,1,1\\n1,0,1\\n")
+        >>> fit = fit_embeddings(read_ratings(f), FitSettings(embedding_dim=2, steps=5))
+        >>> fitted_population(fit, "activity").weights
+        tensor([0.6667, 0.3333])
+    """
+    if weighting not in USER_WEIGHTINGS:
+        raise ValueError(f"weighting: expected one of {USER_WEIGHTINGS}, got {weighting!r}")
+    counts = fit.user_counts if weighting == "activity" else None
+    return UserPopulation.from_table(fit.users, counts, device=device)
 
 
 # Fields of UserSessionConfig that describe the synthetic catalogue: the data replaces them.
 _SYNTHETIC_ONLY = ("cluster_spread", "zipf_exponent", "mixture_weights")
 # Fields the data decides when left at None.
-_FROM_DATA = ("num_items", "delta", "user_spread")
+_FROM_DATA = ("num_items", "delta")
 
 
 @dataclass(frozen=True)
@@ -392,9 +414,11 @@ class FittedRatingsConfig(UserSessionConfig):
 
     The session fields are `UserSessionConfig`'s. `embedding_dim` is the fitted vectors'
     length, `catalogue_seed` seeds the fit and the clustering, `num_clusters` is the number
-    of user clusters (and of item clusters for fatigue). Left at ``None``, `num_items` (the
-    items of the file), `delta` (fitted, unless `fit_delta` is False) and `user_spread`
-    (measured) come from the data; the env's `config` holds the values used, and building
+    of item clusters for fatigue (see `fitted_world`). Simulated users are the fitted users,
+    picked uniformly or by `user_weighting="activity"` (their number of ratings), plus
+    Gaussian noise of standard deviation `user_spread` (0: exactly a fitted user). Left at
+    ``None``, `num_items` (the items of the file) and `delta` (fitted, unless `fit_delta`
+    is False) come from the data; the env's `config` holds the values used, and building
     the env again from it reproduces the same env. `cluster_spread`, `zipf_exponent` and
     `mixture_weights` describe the synthetic catalogue and cannot be set here.
 
@@ -418,13 +442,14 @@ class FittedRatingsConfig(UserSessionConfig):
     fit_delta: bool = True
     num_items: int | None = None
     delta: float | None = None
-    user_spread: float | None = None
+    user_spread: float = 0.0
+    user_weighting: str = "uniform"
 
     def _validate(self) -> None:
         # Validate the session fields with UserSessionConfig's own rules, data-decided
         # fields standing in with placeholders while unknown.
         session = {f.name: getattr(self, f.name) for f in dataclasses.fields(UserSessionConfig)}
-        placeholders = {"num_items": 1, "delta": 1.0, "user_spread": 0.0}
+        placeholders = {"num_items": 1, "delta": 1.0}
         for name in _FROM_DATA:
             if session[name] is None:
                 session[name] = placeholders[name]
@@ -435,7 +460,7 @@ class FittedRatingsConfig(UserSessionConfig):
                 getattr(self, name) == getattr(defaults, name),
                 name,
                 "its default: the item popularity is their frequency in the ratings and the "
-                "mixture is fitted to the users",
+                "users are the fitted users",
                 getattr(self, name),
             )
         _require(
@@ -472,6 +497,12 @@ class FittedRatingsConfig(UserSessionConfig):
             object.__setattr__(self, "cache_dir", os.fspath(self.cache_dir))
         _require(isinstance(self.fit_delta, bool), "fit_delta", "True or False", self.fit_delta)
         _require(
+            self.user_weighting in USER_WEIGHTINGS,
+            "user_weighting",
+            f"one of {USER_WEIGHTINGS}",
+            self.user_weighting,
+        )
+        _require(
             self.fit_delta or self.delta is not None,
             "delta",
             "a number > 0 when fit_delta is False (the width to keep fixed)",
@@ -504,8 +535,9 @@ class FittedRatings(SimulatedUsersEnv):
     liked. The fit (see `envs.fitted`) finds unit vectors for every user and item, and the
     reward width `delta`, such that the simulator's reward rule
     exp(-(1 - cos(e, u)) / (2 delta^2)) reproduces the ratings mapped onto [0, 1]. The
-    catalogue is the fitted items (popularity: their frequency in the log); simulated users
-    are drawn from a mixture of `num_clusters` Gaussians fitted to the fitted users.
+    catalogue is the fitted items (popularity: their frequency in the log); each simulated
+    user is one of the fitted users (picked uniformly, or by their number of ratings), plus
+    Gaussian noise of standard deviation `user_spread` if set.
 
     ## Action Space
 
@@ -523,7 +555,7 @@ class FittedRatings(SimulatedUsersEnv):
 
     ## Starting State
 
-    A user drawn from the fitted mixture, zero fatigue, full patience, empty history.
+    A fitted user (plus `user_spread` noise), zero fatigue, full patience, empty history.
 
     ## Episode End
 
@@ -544,11 +576,12 @@ class FittedRatings(SimulatedUsersEnv):
     | `fit_learning_rate` | float       | 0.05       | Adam step size                        |
     | `holdout_fraction`  | float       | 0.1        | ratings held out to measure the fit   |
     | `catalogue_seed`    | int         | 0          | seeds the fit and the clustering      |
-    | `num_clusters`      | int         | 8          | user mixture components               |
+    | `num_clusters`      | int         | 8          | item clusters for fatigue             |
     | `num_items`         | int or None | None       | from the file (must match if given)   |
     | `fit_delta`         | bool        | True       | fit delta (else keep `delta` fixed)   |
     | `delta`             | float/None  | None       | the fitted width, or the fixed one    |
-    | `user_spread`       | float/None  | None       | None: measured from the fitted users  |
+    | `user_spread`       | float       | 0.0        | noise around each fitted user         |
+    | `user_weighting`    | str         | "uniform"  | or "activity": by ratings per user    |
     | `cache_dir`         | str or None | None       | where fits are cached                 |
 
     ```python
@@ -597,9 +630,6 @@ class FittedRatings(SimulatedUsersEnv):
             settings=config.fit_settings(),
             cache_dir=config.cache_dir,
         )
-        catalogue, spread = fitted_world(
-            fit, config.num_clusters, config.catalogue_seed, device=torch.device(device)
-        )
         if config.num_items is not None and config.num_items != fit.num_items:
             raise ValueError(
                 f"config field 'num_items': expected None or {fit.num_items} (the items of "
@@ -614,17 +644,18 @@ class FittedRatings(SimulatedUsersEnv):
                     f"(fit_delta is True; pass fit_delta=False to fix delta), got "
                     f"{config.delta}"
                 )
-        resolved = dataclasses.replace(
-            config,
-            num_items=fit.num_items,
-            delta=fit.delta,
-            user_spread=spread if config.user_spread is None else config.user_spread,
-        )
-        super().__init__(resolved, num_envs=num_envs, device=device, seed=seed)
-        # The core drew a synthetic catalogue of the same shape from the config; the
-        # dynamics run unchanged on the fitted one instead.
-        self.catalogue = catalogue
+        # Set before the core's __init__, which calls the two hooks below.
         self.fitted = fit
+        resolved = dataclasses.replace(config, num_items=fit.num_items, delta=fit.delta)
+        super().__init__(resolved, num_envs=num_envs, device=device, seed=seed)
+
+    def _make_catalogue(self, config: FittedRatingsConfig) -> Catalogue:
+        return fitted_world(
+            self.fitted, config.num_clusters, config.catalogue_seed, device=self.device
+        )
+
+    def _make_population(self, config: FittedRatingsConfig, catalogue: Catalogue) -> UserPopulation:
+        return fitted_population(self.fitted, config.user_weighting, device=self.device)
 
 
 def recbole_ml100k_path() -> Path | None:

@@ -10,6 +10,7 @@ from torchrl.envs import EnvBase
 from envs import dynamics as rules
 from envs.catalogue import Catalogue
 from envs.config import RecSimConfig
+from envs.population import UserPopulation
 
 
 class SimulatedUsersEnv(EnvBase):
@@ -21,7 +22,9 @@ class SimulatedUsersEnv(EnvBase):
     finite), which raises a `ValueError` naming what was expected.
 
     Subclasses set `config_class` and carry the user-facing documentation; the config's
-    `dynamics()` decides between the bandit (one step, static users) and sessions.
+    `dynamics()` decides between the bandit (one step, static users) and sessions. A
+    subclass with its own items or users (e.g. fitted to data) overrides
+    `_make_catalogue` and `_make_population`, which `__init__` calls once each.
 
     Example:
         >>> import torch
@@ -55,7 +58,9 @@ class SimulatedUsersEnv(EnvBase):
         super().__init__(device=torch.device(device), batch_size=torch.Size([num_envs]))
         self.config = config
         self.dynamics = config.dynamics()
-        self.catalogue = Catalogue.from_config(config, self.device)
+        self.catalogue = self._make_catalogue(config)
+        self.population = self._make_population(config, self.catalogue)
+        self._check_world()
         self._generator = torch.Generator(device=self.device)
         if seed is None:
             self._generator.seed()
@@ -65,6 +70,29 @@ class SimulatedUsersEnv(EnvBase):
         # Users arrive at the first reset, so that seeding then resetting draws the same
         # users as constructing with that seed.
         self._state: TensorDict | None = None
+
+    def _make_catalogue(self, config: RecSimConfig) -> Catalogue:
+        """The items, on `self.device`; a subclass with its own items overrides this."""
+        return Catalogue.from_config(config, self.device)
+
+    def _make_population(self, config: RecSimConfig, catalogue: Catalogue) -> UserPopulation:
+        """The users, on `self.device`; by default the catalogue's mixture."""
+        return UserPopulation.from_catalogue(catalogue)
+
+    def _check_world(self) -> None:
+        """The specs come from the config: the items and users must match it."""
+        n, d, name = self.config.num_items, self.config.embedding_dim, type(self).__name__
+        items, users = self.catalogue.embeddings.shape, self.population.preferences.shape
+        if items != (n, d):
+            raise ValueError(
+                f"{name}._make_catalogue: expected item embeddings of shape ({n}, {d}) "
+                f"(config num_items, embedding_dim), got {tuple(items)}"
+            )
+        if users[1:] != (d,):
+            raise ValueError(
+                f"{name}._make_population: expected preferences of shape (M, {d}) (config "
+                f"embedding_dim), got {tuple(users)}"
+            )
 
     @classmethod
     def default_config(cls, **overrides: object) -> RecSimConfig:
@@ -115,7 +143,12 @@ class SimulatedUsersEnv(EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         fresh = rules.new_users(
-            self.catalogue, self.config, self.dynamics, self.num_envs, self._generator
+            self.catalogue,
+            self.population,
+            self.config,
+            self.dynamics,
+            self.num_envs,
+            self._generator,
         )
         mask = None if tensordict is None else tensordict.get("_reset", None)
         # TorchRL only calls a partial reset after its own `done.any()` host sync, so one

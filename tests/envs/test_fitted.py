@@ -11,11 +11,13 @@ from torchrl.envs.utils import check_env_specs
 
 import envs
 from envs import dynamics, fitted, make_env
+from envs.catalogue import Catalogue
 from envs.fitted import (
     FitSettings,
     FittedRatings,
     FittedRatingsConfig,
     fit_embeddings,
+    fitted_population,
     fitted_world,
     load_or_fit,
     recbole_ml100k_path,
@@ -58,6 +60,7 @@ def test_fit_beats_the_global_mean_on_heldout_ratings(ratings_file):
     assert torch.allclose(fit.items.norm(dim=-1), torch.ones(50))
     assert fit.item_ids.tolist() == list(range(101, 151)) and fit.user_ids[0] == 1
     assert int(fit.item_counts.sum()) == fit.source["rows"] == len(read_ratings(ratings_file))
+    assert int(fit.user_counts.sum()) == fit.source["rows"] and fit.user_counts.shape == (80,)
     assert 0.05 < fit.delta < 5
 
 
@@ -75,12 +78,22 @@ def test_fixed_delta_stays_fixed(ratings_file):
     assert fit.delta == pytest.approx(0.7)
 
 
-def test_fit_predictions_are_the_simulator_reward_rule(ratings_file):
-    fit = fit_embeddings(read_ratings(ratings_file), FitSettings(embedding_dim=4, steps=30))
-    users = torch.tensor([0, 7, 79])
-    rule = dynamics.affinity(fit.items, fit.users[users], fit.delta)  # [3, N]
-    pairs = fit.predict(users.repeat_interleave(50), torch.arange(50).repeat(3))
-    torch.testing.assert_close(pairs.view(3, 50), rule, rtol=1e-5, atol=1e-6)
+def test_fit_and_predictions_go_through_the_simulator_rule(ratings_file, monkeypatch):
+    calls = []
+    rule = dynamics.pair_affinity
+
+    def spy(items, users, delta):
+        calls.append(items.requires_grad)
+        return rule(items, users, delta)
+
+    monkeypatch.setattr(dynamics, "pair_affinity", spy)
+    fit = fit_embeddings(read_ratings(ratings_file), FitSettings(embedding_dim=4, steps=7))
+    assert sum(calls) >= 7  # every training step's predictions, with gradients
+    calls.clear()
+    users, items = torch.tensor([0, 7, 79]), torch.tensor([3, 3, 49])
+    expected = dynamics.affinity(fit.items, fit.users, fit.delta)[users, items]
+    torch.testing.assert_close(fit.predict(users, items), expected, rtol=1e-5, atol=1e-6)
+    assert calls == [False]
 
 
 def test_fit_settings_validation():
@@ -105,6 +118,7 @@ def test_cache_reuses_the_fit_and_keys_on_settings(ratings_file, tmp_path, monke
     again = load_or_fit(ratings_file, settings=settings, cache_dir=tmp_path)
     assert torch.equal(first.users, again.users) and torch.equal(first.items, again.items)
     assert again.delta == first.delta and again.rmse == first.rmse
+    assert torch.equal(again.user_counts, first.user_counts)
     monkeypatch.undo()
     load_or_fit(ratings_file, settings=FitSettings(embedding_dim=3, steps=31), cache_dir=tmp_path)
     assert len(list(tmp_path.glob("u-*.pt"))) == 2
@@ -113,7 +127,7 @@ def test_cache_reuses_the_fit_and_keys_on_settings(ratings_file, tmp_path, monke
 
 def test_fitted_world_catalogue(ratings_file):
     fit = fit_embeddings(read_ratings(ratings_file), FitSettings(embedding_dim=4, steps=30))
-    cat, spread = fitted_world(fit, num_clusters=3, seed=0)
+    cat = fitted_world(fit, num_clusters=3, seed=0)
     assert torch.equal(cat.embeddings, fit.items) and torch.equal(cat.unit_embeddings, fit.items)
     torch.testing.assert_close(cat.popularity, fit.item_counts / fit.item_counts.sum())
     assert cat.centres.shape == (3, 4) and cat.num_clusters == 3
@@ -121,7 +135,6 @@ def test_fitted_world_catalogue(ratings_file):
     assert float(cat.mixture_weights.sum()) == pytest.approx(1.0)
     # Each item's cluster is its nearest centre.
     assert torch.equal(cat.cluster, (fit.items @ cat.centres.T).argmax(-1))
-    assert 0 < spread < 1
     with pytest.raises(ValueError, match=r"num_clusters: expected an integer in \[1, 80\]"):
         fitted_world(fit, num_clusters=81, seed=0)
 
@@ -133,7 +146,7 @@ def test_env_passes_check_env_specs_and_runs_the_session_core(ratings_file, tmp_
     assert isinstance(env, FittedRatings)
     check_env_specs(env)
     assert env.config.num_items == 50 and env.catalogue.embeddings.shape == (50, 4)
-    assert env.config.delta == env.fitted.delta and env.config.user_spread > 0
+    assert env.config.delta == env.fitted.delta and env.config.user_spread == 0.0
     assert torch.equal(env.catalogue.embeddings, env.fitted.items)
     td = env.reset()
     # The core's reward rule on the fitted items, for the users it drew.
@@ -145,21 +158,42 @@ def test_env_passes_check_env_specs_and_runs_the_session_core(ratings_file, tmp_
     assert ((rollout["next", "reward"] >= 0) & (rollout["next", "reward"] <= 1)).all()
 
 
-def test_users_come_from_the_fitted_mixture(ratings_file, tmp_path):
+def test_simulated_users_are_the_fitted_users_and_reproduce_the_fit(
+    ratings_file, tmp_path, monkeypatch
+):
+    def no_synthetic_draw(*args, **kwargs):
+        raise AssertionError("the synthetic catalogue should not be drawn")
+
+    monkeypatch.setattr(Catalogue, "from_config", no_synthetic_draw)
     env = make_env(
-        "FittedRatings",
-        num_envs=64,
-        seed=1,
-        ratings_path=ratings_file,
-        cache_dir=tmp_path,
-        user_spread=0.0,
-        **SMALL,
+        "FittedRatings", num_envs=64, seed=1, ratings_path=ratings_file, cache_dir=tmp_path, **SMALL
     )
-    env.reset()
+    fit = env.fitted
+    td = env.reset()
     preference = env.latent_state()["preference"]
-    # With no spread every user is exactly one of the mixture centres.
-    nearest = (preference @ env.catalogue.centres.T).max(dim=-1).values
-    torch.testing.assert_close(nearest, torch.ones(64))
+    # No spread: each simulated user is exactly one fitted user, and many distinct ones.
+    user = (preference @ fit.users.T).argmax(dim=-1)
+    torch.testing.assert_close(preference, fit.users[user], rtol=0, atol=1e-6)
+    assert len(user.unique()) > 30
+    torch.testing.assert_close(env.population.weights, torch.full((80,), 1 / 80))
+    # So the env's rewards at arrival are the fit's predicted ratings for those users.
+    predicted = fit.predict(user.repeat_interleave(50), torch.arange(50).repeat(64))
+    torch.testing.assert_close(td["item_rewards"], predicted.view(64, 50), rtol=1e-5, atol=1e-6)
+
+
+def test_user_weighting_and_spread(ratings_file, tmp_path):
+    kwargs = dict(ratings_path=ratings_file, cache_dir=tmp_path, **SMALL)
+    env = make_env("FittedRatings", num_envs=64, seed=1, user_weighting="activity", **kwargs)
+    counts = env.fitted.user_counts.float()
+    torch.testing.assert_close(env.population.weights, counts / counts.sum())
+    assert torch.equal(fitted_population(env.fitted, "activity").weights, env.population.weights)
+    with pytest.raises(ValueError, match="weighting: expected one of"):
+        fitted_population(env.fitted, "by_age")
+    spread = make_env("FittedRatings", num_envs=64, seed=1, user_spread=0.3, **kwargs)
+    spread.reset()
+    preference = spread.latent_state()["preference"]
+    nearest = (preference @ spread.fitted.users.T).max(dim=-1).values
+    assert float(nearest.max()) < 0.999 and float(nearest.mean()) > 0.5
 
 
 def test_env_config_rebuilds_the_same_env(ratings_file, tmp_path):
@@ -184,6 +218,8 @@ def test_config_errors_name_the_field(ratings_file, tmp_path):
         FittedRatingsConfig(ratings_path="u.data", fit_delta=False)
     with pytest.raises(ValueError, match="config: fit setting 'steps'"):
         FittedRatingsConfig(ratings_path="u.data", fit_steps=0)
+    with pytest.raises(ValueError, match="config field 'user_weighting': expected one of"):
+        FittedRatingsConfig(ratings_path="u.data", user_weighting="by_age")
     with pytest.raises(ValueError, match="config field 'max_length'"):
         FittedRatingsConfig(ratings_path="u.data", max_length=0)
     with pytest.raises(ValueError, match="unknown config field"):
