@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/drpo-rl --help
+	$(BIN)/drpo-rl bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
