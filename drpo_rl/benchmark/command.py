@@ -104,7 +104,8 @@ def bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from drpo_rl.benchmark.report import write_report
-    from drpo_rl.benchmark.runner import quiet_torchrl, run_benchmark
+    from drpo_rl.benchmark.runner import run_benchmark
+    from drpo_rl.console import quiet_torchrl
 
     quiet_torchrl()
 

@@ -13,10 +13,8 @@ process uses the same number of torch threads (the workers and the command line 
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from drpo_rl.benchmark.presets import BenchmarkConfig
 from drpo_rl.benchmark.references import behaviour_policy, expert_rows
 from drpo_rl.benchmark.store import ResultStore, RunKey
 from drpo_rl.benchmark.training import train
+from drpo_rl.console import quiet_torchrl
 from drpo_rl.evaluation import evaluate, oracle_policy
 
 # Evaluation users are drawn from a seed far from the logs' seed, so that the simulated
@@ -141,18 +140,6 @@ def run_benchmark(
         ran=ran,
         skipped=skipped,
         wall_seconds=time.perf_counter() - start,
-    )
-
-
-def quiet_torchrl() -> None:
-    """Silence TorchRL's chatter that says nothing about the benchmark: its INFO log of
-    every storage allocated, and a warning that its own BCLoss class raises on every
-    construction (a missing class annotation in torchrl 0.14)."""
-    logging.getLogger("torchrl").setLevel(logging.WARNING)
-    warnings.filterwarnings(
-        "ignore",
-        message="The name target_actor_network_params wasn't part of the annotations",
-        category=UserWarning,
     )
 
 

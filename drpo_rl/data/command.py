@@ -65,7 +65,10 @@ def add_generate_command(subparsers) -> None:
 
 def generate(args: argparse.Namespace) -> int:
     """Generate (or re-open) the logs ``args`` describe and print a summary; returns 0."""
+    from drpo_rl.console import quiet_torchrl
     from drpo_rl.data.generate import generate_logs
+
+    quiet_torchrl()
 
     try:
         logs = generate_logs(
