@@ -99,11 +99,9 @@ def test_drpo_runs_every_variant_on_shared_cached_logs(tmp_path):
     assert read_scalar(tmp_path / "sweep" / "3", "drpo_logging", "train/loss_qvalue")
 
 
-def test_iql_on_item_ids_logs_to_csv(tmp_path):
+def test_iql_on_embeddings_logs_to_csv(tmp_path):
     out = run(
         EXAMPLES / "iql" / "iql.py",
-        "env.name=RecSimBanditDiscrete",
-        "+env.config.num_items=40",
         f"logs.path={tmp_path / 'logs'}",
         f"hydra.run.dir={tmp_path / 'run'}",
         *TINY_OFFLINE,
@@ -120,15 +118,15 @@ def test_iql_on_item_ids_logs_to_csv(tmp_path):
         "loss_qvalue",
         "loss_value",
     }
-    assert (
-        json.loads((tmp_path / "logs" / "metadata.json").read_text())["env"]["config"]["num_items"]
-        == 40
+    assert json.loads((tmp_path / "logs" / "metadata.json").read_text())["env"]["name"] == (
+        "RecSimBandit"
     )
 
 
-def test_cql_with_the_logger_off(tmp_path):
+def test_cql_on_item_ids_with_the_logger_off(tmp_path):
     out = run(
         EXAMPLES / "cql" / "cql.py",
+        "+env.config.num_items=40",
         "logger.backend=null",
         f"logs.path={tmp_path / 'logs'}",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -139,6 +137,9 @@ def test_cql_with_the_logger_off(tmp_path):
     assert final["algo"] == "cql" and final["steps"] == "6"
     assert 0.0 <= float(final["reward"]) <= 1.0
     assert not (tmp_path / "run" / "cql_logging").exists()
+    metadata = json.loads((tmp_path / "logs" / "metadata.json").read_text())
+    assert metadata["env"]["name"] == "RecSimBanditDiscrete"
+    assert metadata["env"]["config"]["num_items"] == 40
 
 
 def test_ppo_collects_trains_and_evaluates_sessions(tmp_path):

@@ -1,12 +1,12 @@
-"""CQL (TorchRL's ``CQLLoss``) on mixed-quality offline logs of simulated users.
+"""CQL (TorchRL's ``DiscreteCQLLoss`` / ``CQLLoss``) on mixed-quality offline logs.
 
 The steps of a TorchRL offline script, top to bottom: generate (once) or open the logs, a
-replay buffer over them, the actor and Q networks, loss and optimiser from the
+replay buffer over them, the Q networks and policy, loss and optimiser from the
 ``drpo_rl`` registry, a compilable ``update(batch)``, and online evaluation against fresh
 simulated users (a TorchRL collector underneath) every ``logger.eval_iter`` steps.
 
-    python examples/cql/cql.py                                     # medium logs, CPU
-    python examples/cql/cql.py env.name=RecSimBanditDiscrete  # DiscreteCQLLoss, greedy Q
+    python examples/cql/cql.py                                     # item ids, medium logs
+    python examples/cql/cql.py env.name=RecSimBandit               # CQLLoss, Gaussian actor
     python examples/cql/cql.py env.device=cuda compile.compile=true
 """
 
@@ -57,7 +57,8 @@ def main(cfg: DictConfig) -> None:
     else:
         logs = OfflineLogs(logs_path, batch_size=cfg.replay_buffer.batch_size)
 
-    # Actor and Q networks, CQLLoss, Adam and the target-Q soft update.
+    # Q networks and policy (greedy over item Q values, or a Gaussian actor for embedding
+    # actions), the CQL loss, Adam and the target-Q soft update.
     algo = build(
         "cql",
         envs.make_env(cfg.env.name, **env_config),  # only its specs are read
