@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from envs.devices import check_device
 from envs.fitted import fitted_env_classes
 from envs.recsim_bandit import RecSimBandit, RecSimBanditDiscrete
 from envs.simulator import SimulatedUsersEnv
@@ -60,7 +61,8 @@ def make_env(
     """Build the batched TorchRL env `name` for `num_envs` users on `device`.
 
     `overrides` are fields of the env's dataclass config (unknown ones raise `ValueError`
-    listing the valid fields). `seed` seeds the env's own `torch.Generator`.
+    listing the valid fields). `seed` seeds the env's own `torch.Generator`. A device that
+    does not exist here raises `ValueError` listing the valid ones (`envs.devices`).
 
     Example:
         >>> from envs import make_env
@@ -69,5 +71,6 @@ def make_env(
         (torch.Size([8]), 20, 20)
     """
     cls = ENV_CLASSES[resolve_name(name)]
+    device = check_device(device)
     config = cls.default_config(**overrides)
     return cls(config, num_envs=num_envs, device=device, seed=seed)

@@ -43,6 +43,7 @@ _COMMON = {
     "depth": NetworkOptions.depth,
     "head": NetworkOptions.head,
 }
+_HEADS = ("per_item", "two_tower")
 # Loss arguments that are wiring, not hyper-parameters.
 _NOT_OPTIONS = {"critic_network", "reduction", "rule_kwargs"}
 
@@ -85,6 +86,19 @@ def options(name: str) -> dict:
     return found
 
 
+def _check_common(resolved: dict) -> None:
+    """The shared options' ranges, checked before any network is built."""
+    for key in ("batch_size", "num_cells", "depth"):
+        value = resolved[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key}: expected an integer >= 1, got {value!r}")
+    lr = resolved["lr"]
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 < lr < float("inf"):
+        raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
+    if resolved["head"] not in _HEADS:
+        raise ValueError(f"head: expected one of {', '.join(_HEADS)}, got {resolved['head']!r}")
+
+
 def build(name: str, env_or_specs, **hparams) -> Algorithm:
     """Build the algorithm ``name`` for an env (its specs are read) or a ``PolicySpecs``.
 
@@ -92,7 +106,9 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
     (2 hidden layers) and ``head`` (item-id actions: ``"per_item"`` or ``"two_tower"``
     logits/Q heads); :func:`options` lists an entry's own (``beta``, ``clip_epsilon``,
     ``expectile``...). Unknown names or options raise ``ValueError`` listing the valid
-    ones. The resolved options are kept in ``Algorithm.hparams``.
+    ones, and so do out-of-range shared options (``batch_size``, ``num_cells``, ``depth``
+    >= 1, ``lr`` > 0, ``head``), before anything is built. The resolved options are kept
+    in ``Algorithm.hparams``.
 
     Examples:
         >>> from drpo_rl.models import PolicySpecs
@@ -112,6 +128,7 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
             f"{', '.join(sorted(resolved))}"
         )
     resolved.update(hparams)
+    _check_common(resolved)
     specs = PolicySpecs.of(env_or_specs)
     net = NetworkOptions(
         num_cells=resolved["num_cells"], depth=resolved["depth"], head=resolved["head"]
