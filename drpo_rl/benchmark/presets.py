@@ -181,6 +181,8 @@ class BenchmarkConfig:
                 f"hparams given for algorithm(s) {stray} that are not in this run's "
                 f"algorithms {list(self.algorithms)}"
             )
+        from envs.devices import check_device  # imports torch: only once a run is configured
+
         check_device(self.device)
 
     def run_settings(self) -> dict[str, Any]:
@@ -207,26 +209,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return value
-
-
-def check_device(device: str) -> None:
-    """Fail early, naming the device, if ``device`` is not usable here."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device {device!r} is not a valid torch device ({error})") from error
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested, but CUDA is not available here")
-    if parsed.type == "cuda" and parsed.index is not None:
-        if parsed.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device!r} requested, but only {torch.cuda.device_count()} "
-                "CUDA device(s) exist"
-            )
-    if parsed.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: expected 'cpu' or 'cuda[:index]'")
 
 
 # Sized so that the default run (2 scenarios x 10 algorithms x 3 seeds + references)

@@ -50,9 +50,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from drpo_rl.benchmark.presets import check_device
     from drpo_rl.evaluation import evaluate, oracle_policy
     from envs import make_env
+    from envs.devices import check_device
 
     try:
         check_device(args.device)
