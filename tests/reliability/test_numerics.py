@@ -210,7 +210,7 @@ reward_lists = st.lists(
 
 @pytest.mark.parametrize("specs_name", sorted(SPECS))
 @pytest.mark.parametrize("name", list_algorithms())
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rewards=reward_lists,
     seed=st.integers(0, 2**16),
