@@ -12,12 +12,15 @@ On disk a dataset is one folder::
 
 A dataset is written in a hidden sibling folder (``.<name>.partial-<pid>-<hex>``) and renamed
 to ``<path>`` only once the marker is in place, so a killed write never appears at ``<path>``
-and never loads as complete. Loading reads JSON and memory-maps tensors; nothing is unpickled.
+and never loads as complete. Loading reads JSON and memory-maps tensors; nothing is unpickled:
+before TorchRL opens the storage, every file in it is checked to be one that a TensorDict of
+plain tensors writes, each tensor file exactly the size its ``meta.json`` entry gives.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -28,6 +31,10 @@ from typing import Any
 
 import torch
 from tensordict import NonTensorData, TensorDictBase, is_tensor_collection
+
+# The file and folder names tensordict gives entries on disk. Private, but the storage check
+# must name exactly the files that tensordict's own load_memmap then opens.
+from tensordict._utils_key_json import _encode_key_for_filesystem
 from torchrl.data import (
     ImmutableDatasetWriter,
     LazyMemmapStorage,
@@ -45,6 +52,15 @@ FORMAT_VERSION = 1
 _STORAGE_DIR = "storage"
 _METADATA_FILE = "metadata.json"
 _COMPLETE_MARKER = "COMPLETE"
+# What a TensorDict of plain tensors writes in each storage folder, besides its .memmap
+# files and sub-folders; TorchRL adds its index file at the top.
+_TENSORDICT_META = "meta.json"
+_TORCHRL_META = "storage_metadata.json"
+_TENSORDICT_TYPE = "<class 'tensordict._td.TensorDict'>"
+# Keys of a tensordict meta.json that describe the folder, not an entry.
+_TENSORDICT_FOLDER_KEYS = ("shape", "device", "_type")
+
+log = logging.getLogger(__name__)
 # Keys of metadata.json that describe the folder itself; callers' metadata may not use them.
 _RESERVED_KEYS = ("format_version", "storage")
 
@@ -84,8 +100,10 @@ class OfflineLogs(BaseDatasetExperienceReplay):
     Raises:
         FileNotFoundError: ``path`` does not exist or holds no complete dataset (for instance a
             folder left by an interrupted write).
-        ValueError: ``metadata.json`` has another format version or does not match the
-            stored tensors.
+        ValueError: ``metadata.json`` is not JSON, has another format version or does not
+            match the stored tensors; or the storage folder holds a file that a TensorDict
+            of plain tensors does not write (e.g. a pickle), or a tensor file whose size
+            differs from its shape (the error names the file).
 
     Examples:
         >>> import tempfile, torch
@@ -121,6 +139,8 @@ class OfflineLogs(BaseDatasetExperienceReplay):
         self.root = Path(path)
         self._metadata = _read_metadata(self.root)
         layout = self._metadata["storage"]
+        # tensordict would unpickle non-tensor entries and zero-extend short tensor files.
+        _check_storage_folder(self.root / _STORAGE_DIR)
         storage = LazyMemmapStorage(
             layout["num_rows"],
             scratch_dir=self.root / _STORAGE_DIR,
@@ -312,8 +332,11 @@ def _read_metadata(root: Path) -> dict[str, Any]:
             f"{root} holds no complete dataset (no {_COMPLETE_MARKER} marker): it was never "
             "written by OfflineLogs or its write was interrupted"
         )
-    with open(root / _METADATA_FILE) as file:
-        metadata = json.load(file)
+    metadata = _read_json(root / _METADATA_FILE)
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"{root / _METADATA_FILE}: expected a JSON object, got a {type(metadata).__name__}"
+        )
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -321,6 +344,107 @@ def _read_metadata(root: Path) -> dict[str, Any]:
             f"{FORMAT_VERSION}"
         )
     return metadata
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path}: not a JSON document ({err})") from err
+
+
+def _check_storage_folder(folder: Path) -> None:
+    """Refuses a storage folder holding anything but a TensorDict of plain tensors.
+
+    Checks, from the JSON files alone, that ``folder`` holds exactly TorchRL's
+    ``storage_metadata.json`` of a TensorDict storage and a tensordict folder: its
+    ``meta.json`` and, per entry, a ``.memmap`` file of ``shape x dtype`` bytes or a
+    sub-folder of the same kind. Anything else (a non-tensor entry, which tensordict
+    stores as a pickle, an extra or missing file, a link) raises ``ValueError`` naming it.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: the storage folder is missing")
+    index = _read_json(folder / _TORCHRL_META) if (folder / _TORCHRL_META).is_file() else None
+    if not isinstance(index, dict) or index.get("is_pytree") is not False:
+        raise ValueError(
+            f"{folder / _TORCHRL_META}: expected TorchRL's index of a TensorDict storage "
+            f'(a JSON object with "is_pytree": false), got {index!r}'
+        )
+    _check_tensordict_folder(folder, extra_files=(_TORCHRL_META,))
+
+
+def _check_tensordict_folder(folder: Path, extra_files: tuple[str, ...] = ()) -> None:
+    meta_path = folder / _TENSORDICT_META
+    if not meta_path.is_file():
+        raise ValueError(f"{meta_path}: missing; {folder} is not a TensorDict folder")
+    meta = _read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("_type") != _TENSORDICT_TYPE:
+        found = meta.get("_type") if isinstance(meta, dict) else meta
+        raise ValueError(
+            f"{meta_path}: expected a TensorDict ({_TENSORDICT_TYPE}), got {found!r}; a "
+            "dataset holds only TensorDicts of tensors"
+        )
+    expected_files = {name: None for name in (_TENSORDICT_META, *extra_files)}
+    sub_folders = []
+    for key, entry in meta.items():
+        if key in _TENSORDICT_FOLDER_KEYS:
+            continue
+        name = _encode_key_for_filesystem(key)
+        if isinstance(entry, dict) and entry.get("type") == "TensorDict":
+            sub_folders.append(name)
+        elif isinstance(entry, dict) and "dtype" in entry and "shape" in entry:
+            expected_files[f"{name}.memmap"] = _tensor_bytes(meta_path, key, entry)
+        else:
+            kind = entry.get("type") if isinstance(entry, dict) else type(entry).__name__
+            raise ValueError(
+                f"{meta_path}: entry {key!r} is a {kind}, not a tensor or a TensorDict; "
+                "tensordict stores such entries as pickle files, which a dataset never holds"
+            )
+    found_files = {}
+    with os.scandir(folder) as entries:
+        for item in entries:
+            path = folder / item.name
+            if item.is_symlink():
+                raise ValueError(f"{path}: a link in a dataset's storage folder; refusing it")
+            if item.is_dir(follow_symlinks=False) and item.name in sub_folders:
+                continue
+            if item.is_file(follow_symlinks=False) and item.name in expected_files:
+                found_files[item.name] = item.stat(follow_symlinks=False).st_size
+                continue
+            raise ValueError(
+                f"{path}: not a file of the stored TensorDict (a dataset's storage holds only "
+                f"{_TENSORDICT_META}, {_TORCHRL_META} and the .memmap tensor files and "
+                f"folders its {_TENSORDICT_META} lists); refusing to load it"
+            )
+    for name, expected in expected_files.items():
+        actual = found_files.get(name)
+        if actual is None and expected != 0:  # tensordict writes no file for 0 elements
+            raise ValueError(f"{folder / name}: missing ({meta_path} lists it)")
+        if actual is not None and expected is not None and actual != expected:
+            raise ValueError(
+                f"{folder / name}: expected {expected} bytes (shape x dtype size in "
+                f"{meta_path}), found {actual} bytes; the file was truncated or replaced"
+            )
+    for name in sub_folders:
+        if not (folder / name).is_dir():
+            raise ValueError(f"{folder / name}: missing folder ({meta_path} lists it)")
+        _check_tensordict_folder(folder / name)
+
+
+def _tensor_bytes(meta_path: Path, key: str, entry: Mapping[str, Any]) -> int:
+    """Bytes of the ``.memmap`` file of a plain (not nested) tensor entry of ``meta.json``."""
+    shape, dtype_name = entry["shape"], entry["dtype"]
+    dtype = getattr(torch, str(dtype_name).removeprefix("torch."), None)
+    valid_shape = isinstance(shape, list) and all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape
+    )
+    if not isinstance(dtype, torch.dtype) or not valid_shape or entry.get("is_nested"):
+        raise ValueError(
+            f"{meta_path}: entry {key!r} is not a plain tensor (dtype {dtype_name!r}, shape "
+            f"{shape!r}, is_nested {entry.get('is_nested')!r})"
+        )
+    return math.prod(shape) * dtype.itemsize
 
 
 def _check_tensordict(data: Any) -> None:
@@ -353,10 +477,18 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _remove_abandoned_stagings(path: Path) -> None:
-    """Deletes staging folders of ``path`` whose writing process no longer runs."""
+    """Deletes staging folders of ``path`` whose writing process no longer runs, saying so."""
     for candidate in path.parent.glob(f".{path.name}.partial-*"):
         pid = candidate.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
         if pid.isdigit() and not _process_alive(int(pid)):
+            # A log record, not a warning: restarting is the expected recovery, not a fault.
+            log.warning(
+                "found an interrupted write of %s at %s (process %s no longer runs); "
+                "removing it and starting again",
+                path,
+                candidate,
+                pid,
+            )
             shutil.rmtree(candidate, ignore_errors=True)
 
 

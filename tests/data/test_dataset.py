@@ -201,3 +201,102 @@ def test_write_killed_with_sigkill_never_loads_and_is_cleaned_up(tmp_path):
     # The next write to the same path removes the dead writer's folder.
     OfflineLogs.from_tensordict(_rows(), tmp_path / "logs")
     assert os.listdir(tmp_path) == ["logs"]
+
+
+def _tamper_extra_file(storage):
+    (storage / "next" / "notes.txt").write_text("hello")
+    return "next/notes.txt: not a file of the stored TensorDict"
+
+
+def _tamper_long_tensor(storage):
+    with open(storage / "observation.memmap", "ab") as file:
+        file.write(b"\0" * 4)
+    return "observation.memmap: expected 600 bytes .* found 604 bytes"
+
+
+def _tamper_missing_tensor(storage):
+    (storage / "next" / "done.memmap").unlink()
+    return r"next/done.memmap: missing \(.*meta.json lists it\)"
+
+
+def _tamper_link(storage):
+    target = storage / "observation.memmap"
+    os.replace(target, storage.parent / "elsewhere.memmap")
+    os.symlink(storage.parent / "elsewhere.memmap", target)
+    return "observation.memmap: a link"
+
+
+def _tamper_type(storage):
+    meta = json.loads((storage / "next" / "meta.json").read_text())
+    meta["_type"] = "<class 'mymodule.Evil'>"
+    (storage / "next" / "meta.json").write_text(json.dumps(meta))
+    return r"next/meta.json: expected a TensorDict .* got \"<class 'mymodule.Evil'>\""
+
+
+def _tamper_pytree_index(storage):
+    index = json.loads((storage / "storage_metadata.json").read_text())
+    (storage / "storage_metadata.json").write_text(json.dumps({**index, "is_pytree": True}))
+    return 'storage_metadata.json: expected TorchRL\'s index .*"is_pytree": false'
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _tamper_extra_file,
+        _tamper_long_tensor,
+        _tamper_missing_tensor,
+        _tamper_link,
+        _tamper_type,
+        _tamper_pytree_index,
+    ],
+)
+def test_storage_holding_anything_but_its_tensor_files_is_refused_untouched(tmp_path, tamper):
+    OfflineLogs.from_tensordict(_rows(), tmp_path / "logs")
+    storage = tmp_path / "logs" / "storage"
+    match = tamper(storage)
+    before = {p: p.read_bytes() for p in storage.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=match):
+        OfflineLogs(tmp_path / "logs")
+    assert {p: p.read_bytes() for p in storage.rglob("*") if p.is_file()} == before
+
+
+def test_keys_needing_file_name_encoding_and_empty_tensors_load(tmp_path):
+    # tensordict percent-encodes such keys on disk and writes no file for 0 elements; the
+    # storage check must expect exactly those names.
+    data = TensorDict(
+        {
+            "a b": torch.arange(16.0).reshape(8, 2),
+            "empty": torch.zeros(8, 0),
+            ("x/y", "%"): torch.arange(8, dtype=torch.bfloat16),
+        },
+        batch_size=[8],
+    )
+    OfflineLogs.from_tensordict(data, tmp_path / "logs")
+    stored = OfflineLogs(tmp_path / "logs")[:]
+    for key in data.keys(True, True):
+        assert torch.equal(stored[key], data[key]), key
+
+
+def test_next_write_says_it_removes_an_interrupted_one(tmp_path, caplog):
+    dead_pid = 2**22 + 777  # above Linux's default pid_max: no process has it
+    staging = tmp_path / f".logs.partial-{dead_pid}-00ff"
+    (staging / "storage").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="drpo_rl.data.dataset"):
+        OfflineLogs.from_tensordict(_rows(), tmp_path / "logs")
+    assert os.listdir(tmp_path) == ["logs"]
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"found an interrupted write of {tmp_path / 'logs'} at {staging} (process {dead_pid} "
+        "no longer runs); removing it and starting again"
+    )
+
+
+def test_metadata_that_is_not_a_json_object_is_refused_naming_the_file(tmp_path):
+    OfflineLogs.from_tensordict(_rows(), tmp_path / "logs")
+    (tmp_path / "logs" / "metadata.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="metadata.json: expected a JSON object, got a list"):
+        OfflineLogs(tmp_path / "logs")
+    (tmp_path / "logs" / "metadata.json").write_text("{oops")
+    with pytest.raises(ValueError, match="metadata.json: not a JSON document"):
+        OfflineLogs(tmp_path / "logs")

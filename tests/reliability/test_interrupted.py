@@ -109,12 +109,6 @@ def test_next_run_starts_again_and_equals_an_uninterrupted_run(killed_generation
         assert torch.equal(got[key], want[key]), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGE REQUEST drpo_rl/data/dataset.py (_remove_abandoned_stagings) or "
-    "generate.py: the next run silently deletes an interrupted write; it must say that it "
-    "found one and starts again (issue 9: 'says which')",
-)
 def test_next_run_says_it_starts_again(tmp_path, caplog, capfd):
     fake_dead_pid = 2**22 + 12345  # above Linux's pid_max default: never a live process
     staging = tmp_path / f".logs.partial-{fake_dead_pid}-0123abcd"

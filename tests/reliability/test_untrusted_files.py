@@ -70,13 +70,6 @@ def small_logs(path):
 
 
 # ------------------------------------------------------------------------ offline logs
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGE REQUEST drpo_rl/data/dataset.py: OfflineLogs loads the storage through "
-    "TorchRL/TensorDict load_memmap, which unpickles a NonTensorData 'other.pickle' sidecar "
-    "(allow_pickle unset); the folder must be checked to hold only meta.json/.memmap/"
-    "storage_metadata.json files of plain TensorDicts before storage.loads",
-)
 def test_logs_with_a_planted_pickle_entry_are_refused(tmp_path, marker):
     small_logs(tmp_path / "logs")
     storage = tmp_path / "logs" / "storage"
@@ -107,12 +100,6 @@ def test_logs_with_a_planted_pickle_entry_are_refused(tmp_path, marker):
     assert not executed, "OfflineLogs executed a pickle planted in the dataset folder"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGE REQUEST drpo_rl/data/dataset.py: a .memmap shorter than its meta.json "
-    "shape is silently extended with zeros on load (the file on disk grows too); check "
-    "every tensor file's size against shape x dtype size before storage.loads",
-)
 def test_logs_with_a_short_pickle_in_place_of_a_tensor_file_are_refused(tmp_path, marker):
     small_logs(tmp_path / "logs")
     tensor_file = tmp_path / "logs" / "storage" / "observation.memmap"
@@ -147,12 +134,6 @@ def test_logs_metadata_replaced_by_a_pickle_is_not_executed(tmp_path, marker):
         OfflineLogs(tmp_path / "logs")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGE REQUEST drpo_rl/data/dataset.py _read_metadata: a metadata.json that is "
-    "not JSON raises json's bare decode error without the file name; wrap it in a "
-    "ValueError naming the file",
-)
 def test_logs_metadata_that_is_not_json_names_the_file(tmp_path):
     small_logs(tmp_path / "logs")
     (tmp_path / "logs" / "metadata.json").write_bytes(b"\x80\x04not json")
