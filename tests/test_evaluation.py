@@ -172,6 +172,8 @@ def test_online_metrics_cluster_interval_matches_hand_computation():
         ({"num_users": 0}, "num_users must be a positive integer"),
         ({"num_users": 10, "batch_size": 0}, "batch_size must be a positive integer"),
         ({"num_users": 10, "max_steps": -1}, "max_steps must be a positive integer"),
+        ({"num_users": 10, "device": "tpu"}, "device 'tpu' is not a device name; valid devices"),
+        ({"num_users": 10, "device": "cpu:1"}, "device 'cpu:1': there is one CPU device"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):

@@ -31,6 +31,7 @@ import envs
 from drpo_rl.data.behavior import BehaviorMixture
 from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs, StagedDataset
 from drpo_rl.data.scenarios import scenario_name, scenario_weights
+from envs.devices import check_device
 
 __all__ = ["LOG_KEYS", "SESSION_KEYS", "generate_logs"]
 
@@ -120,12 +121,17 @@ def generate_logs(
         >>> logs.metadata["scenario"]
         {'name': 'medium', 'weights': {'expert': 0.1, 'suboptimal': 0.6, 'random': 0.3}}
     """
-    if not (isinstance(num_samples, int) and not isinstance(num_samples, bool) and num_samples > 0):
+    # Every argument is checked here, before an env is built or a file written.
+    if not _is_int(num_samples) or num_samples < 1:
         raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
-    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+    if not _is_int(seed):
         raise ValueError(f"seed: expected an integer, got {seed!r}")
+    if num_envs is not None and (not _is_int(num_envs) or num_envs < 1):
+        raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
+    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+        raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
     weights = scenario_weights(scenario)
-    device = torch.device(device)
+    device = check_device(device)
     env_seed, behavior_seed = _derived_seeds(seed)
     # A one-user env is cheap and gives the resolved config (validated overrides).
     probe = envs.make_env(env_name, num_envs=1, device=device, seed=env_seed, **env_overrides)
@@ -225,14 +231,16 @@ def _resolve_num_envs(num_envs: int | None, num_samples: int, session: bool) -> 
         if not session:
             return min(num_samples, _DEFAULT_BANDIT_ENVS)
         return max(d for d in range(1, _DEFAULT_SESSION_ENVS + 1) if num_samples % d == 0)
-    if not (isinstance(num_envs, int) and not isinstance(num_envs, bool) and num_envs >= 1):
-        raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
     if session and num_samples % num_envs:
         raise ValueError(
             f"num_samples: expected a multiple of num_envs={num_envs} for a session env "
             f"(every user stream is stored with the same length), got {num_samples}"
         )
     return num_envs
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _derived_seeds(seed: int) -> tuple[int, int]:

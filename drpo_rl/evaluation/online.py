@@ -141,7 +141,11 @@ def evaluate(
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
-    device = torch.device(device)
+    # The suite's one device rule (ValueError listing the valid devices), imported here like
+    # make_env below: importing envs registers its environments, which a given env does not need.
+    from envs.devices import check_device
+
+    device = check_device(device)
     env_kwargs = dict(env_kwargs or {})
 
     if isinstance(env, str):

@@ -226,6 +226,26 @@ def test_bad_arguments_raise_before_anything_is_written(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_size": -5}, "batch_size: expected an integer >= 1 or None, got -5"),
+        ({"batch_size": True}, "batch_size: expected an integer >= 1 or None, got True"),
+        ({"num_envs": 0}, "num_envs: expected an integer >= 1, got 0"),
+        ({"seed": 1.5}, "seed: expected an integer, got 1.5"),
+        ({"device": "tpu"}, "device 'tpu' is not a device name; valid devices here: cpu"),
+        ({"device": "cpu:3"}, "device 'cpu:3': there is one CPU device, 'cpu'"),
+    ],
+    ids=lambda v: str(v)[:24],
+)
+def test_arguments_are_checked_before_any_env_is_built(tmp_path, monkeypatch, changes, message):
+    built = []
+    monkeypatch.setattr("envs.make_env", lambda *args, **kwargs: built.append(args))
+    with pytest.raises(ValueError, match=message):
+        _bandit(tmp_path / "logs", **changes)
+    assert built == [] and os.listdir(tmp_path) == []
+
+
 def _generate_and_hang(path, written):
     real = generate_module._collect
 

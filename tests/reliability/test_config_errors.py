@@ -153,21 +153,11 @@ def test_generate_logs_refuses_bad_settings_before_writing(tmp_path, changes, me
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGE REQUEST drpo_rl/data/generate.py: generate_logs calls torch.device(device) "
-    "before make_env, so 'tpu' raises torch's RuntimeError; call envs.devices.check_device",
-)
 def test_generate_logs_refuses_an_unknown_device_type_with_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="device 'tpu'.*" + VALID_LISTING):
         _generate(tmp_path / "logs", device="tpu")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGE REQUEST drpo_rl/data/generate.py: a negative batch_size (of the returned "
-    "OfflineLogs) is not checked; the logs are generated and written first",
-)
 def test_generate_logs_refuses_a_negative_batch_size_before_writing(tmp_path):
     try:
         with pytest.raises(ValueError, match="batch_size"):
@@ -207,11 +197,6 @@ def test_evaluate_refuses_bad_settings(kwargs, message):
         evaluate(_policy(), args.pop("env"), **args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGE REQUEST drpo_rl/evaluation/online.py: evaluate calls torch.device(device) "
-    "first, so 'tpu' raises torch's RuntimeError; call envs.devices.check_device",
-)
 def test_evaluate_refuses_an_unknown_device_type_with_a_value_error():
     with pytest.raises(ValueError, match="device 'tpu'.*" + VALID_LISTING):
         evaluate(_policy(), ENV, num_users=8, device="tpu", env_kwargs=SMALL)
