@@ -10,6 +10,7 @@ import drpo_rl.benchmark
 import drpo_rl.benchmark.command
 import drpo_rl.benchmark.monitoring
 import drpo_rl.benchmark.plots
+import drpo_rl.benchmark.policies
 import drpo_rl.benchmark.presets
 import drpo_rl.benchmark.results
 import drpo_rl.benchmark.runner
@@ -238,6 +239,7 @@ def test_noise_sweep_and_phantom_plots(tmp_path):
         drpo_rl.benchmark.monitoring,
         drpo_rl.benchmark.plots,
         drpo_rl.benchmark.runner,
+        drpo_rl.benchmark.policies,
     ],
 )
 def test_docstring_examples(module):

@@ -24,7 +24,8 @@ def phantom_report(algo: Any, batch: TensorDictBase) -> dict[str, float]:
         >>> from tensordict import TensorDict
         >>> from drpo_rl.algorithms import build
         >>> from drpo_rl.models import PolicySpecs
-        >>> algo = build("apg", PolicySpecs(obs_dim=3, action_dim=2), num_cells=8)
+        >>> _ = torch.manual_seed(0)
+        >>> algo = build("apg", PolicySpecs(obs_dim=3, action_dim=2), num_cells=8, baseline="mean")
         >>> batch = TensorDict({"observation": torch.randn(16, 3), "action": torch.randn(16, 2),
         ...                     ("next", "reward"): torch.rand(16, 1)}, [16])
         >>> report = phantom_report(algo, batch)

@@ -24,6 +24,21 @@ class TrainedRun:
         env: environment name; env_overrides: its config overrides.
         record: the run's JSON record (``metrics`` holds the benchmark's evaluation).
         eval_seed, eval_users: the seed and user count of the benchmark's final evaluation.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from drpo_rl.benchmark import make_config, run_benchmark
+        >>> from drpo_rl.evaluation import evaluate
+        >>> out = Path(tempfile.mkdtemp())
+        >>> config = make_config("tiny", algorithms=("drpo",), references=())
+        >>> _ = run_benchmark(config, out, progress=False, echo=lambda *args: None)
+        >>> run = load_trained_run(out / "runs/medium/drpo/seed-0.json")
+        >>> run.env, run.record["algorithm"]
+        ('RecSimBandit', 'drpo')
+        >>> metrics = evaluate(run.policy, run.env, num_users=run.eval_users, seed=run.eval_seed)
+        >>> metrics["reward"] == run.record["metrics"]["reward"]
+        True
     """
 
     policy: Any

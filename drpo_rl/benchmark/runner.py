@@ -49,6 +49,18 @@ class BenchmarkReport:
         ran: the runs done by this invocation.
         skipped: the runs found finished in the folder and not redone.
         wall_seconds: wall time of this invocation.
+
+    Example:
+        >>> import tempfile
+        >>> from drpo_rl.benchmark.presets import make_config
+        >>> config = make_config("tiny", algorithms=("bc",), references=())
+        >>> out = Path(tempfile.mkdtemp())
+        >>> report = run_benchmark(config, out, progress=False, echo=lambda *args: None)
+        >>> [str(key) for key in report.ran], report.skipped
+        (['medium/bc/seed-0'], [])
+        >>> again = run_benchmark(config, out, progress=False, echo=lambda *args: None)
+        >>> again.ran, [str(key) for key in again.skipped]
+        ([], ['medium/bc/seed-0'])
     """
 
     config: BenchmarkConfig
