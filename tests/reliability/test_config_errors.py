@@ -159,12 +159,9 @@ def test_generate_logs_refuses_an_unknown_device_type_with_a_value_error(tmp_pat
 
 
 def test_generate_logs_refuses_a_negative_batch_size_before_writing(tmp_path):
-    try:
-        with pytest.raises(ValueError, match="batch_size"):
-            _generate(tmp_path / "logs", batch_size=-5)
-    finally:
-        written = os.listdir(tmp_path)
-    assert written == []
+    with pytest.raises(ValueError, match="batch_size"):
+        _generate(tmp_path / "logs", batch_size=-5)
+    assert os.listdir(tmp_path) == []
 
 
 # ------------------------------------------------------------------------ evaluate
