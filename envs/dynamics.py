@@ -36,7 +36,8 @@ def affinity_of_cosine(
     `pair_affinity` (matched pairs, the fit) both call it. Differentiable in `cosine`
     and `delta` (which may be a tensor) when `out` is None; `out=cosine` computes in the
     cosine's own buffer instead (the env's step, where the [B, N] buffers are
-    memory-bound: about 10% faster on the CPU, no autograd).
+    memory-bound: the rule runs ~12% faster at 65k users x 100 items on the CPU; no
+    autograd).
 
     Example:
         >>> import torch
