@@ -1,113 +1,29 @@
 """IQL (TorchRL's ``IQLLoss``) on mixed-quality offline logs of simulated users.
 
-The steps of a TorchRL offline script, top to bottom: generate (once) or open the logs, a
-replay buffer over them, the actor, Q and V networks, loss and optimiser from the
-``drpo_rl`` registry, a compilable ``update(batch)``, and online evaluation against fresh
-simulated users (a TorchRL collector underneath) every ``logger.eval_iter`` steps.
+The actor, Q and V networks, ``IQLLoss`` (``DiscreteIQLLoss`` for item ids), Adam and the
+target-Q soft update come from the ``drpo_rl`` registry; the training program, top to
+bottom, is ``examples/offline.py``.
 
     python examples/iql/iql.py                                     # medium logs, CPU
     python examples/iql/iql.py env.name=RecSimBanditDiscrete       # DiscreteIQLLoss
     python examples/iql/iql.py env.device=cuda compile.compile=true
 """
 
-from __future__ import annotations
+import sys
+from pathlib import Path
 
 import hydra
-import torch
-import tqdm
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
-from torchrl.record.loggers import generate_exp_name, get_logger
+from omegaconf import DictConfig
 
-import envs
-from drpo_rl.algorithms import build
-from drpo_rl.data import OfflineLogs, generate_logs
-from drpo_rl.evaluation import evaluate
+# Run as a script, Python puts only this file's folder on sys.path; the offline training
+# program that drpo/, iql/ and cql/ share is examples/offline.py, one folder up.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import offline  # noqa: E402
 
 
 @hydra.main(config_path=".", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    device = torch.device(cfg.optim.device or cfg.env.device)
-    env_config = OmegaConf.to_container(cfg.env.config)
-    torch.manual_seed(cfg.env.seed)
-    steps = cfg.optim.gradient_steps
-    if steps < 1:
-        raise ValueError(f"optim.gradient_steps: expected an integer >= 1, got {steps}")
-
-    logger = None
-    if cfg.logger.backend:
-        exp_name = generate_exp_name("IQL", cfg.logger.exp_name)
-        logger = get_logger(cfg.logger.backend, cfg.logger.log_dir, exp_name)
-
-    # Offline logs: a TorchRL replay buffer over a memory-mapped folder. The loss reads
-    # only its own keys (observation, action, reward, next observation, ...), never the
-    # behaviour agent's id or the simulator's noiseless reward kept for analysis.
-    logs_path = to_absolute_path(cfg.logs.path)
-    if cfg.logs.generate:
-        logs = generate_logs(
-            cfg.env.name,
-            cfg.logs.scenario,
-            cfg.logs.num_samples,
-            path=logs_path,
-            seed=cfg.logs.seed,
-            device=cfg.env.device,
-            batch_size=cfg.replay_buffer.batch_size,
-            **env_config,
-        )
-    else:
-        logs = OfflineLogs(logs_path, batch_size=cfg.replay_buffer.batch_size)
-
-    # Actor, Q and V networks, IQLLoss, Adam and the target-Q soft update.
-    algo = build(
-        "iql",
-        envs.make_env(cfg.env.name, **env_config),  # only its specs are read
-        lr=cfg.optim.lr,
-        batch_size=cfg.replay_buffer.batch_size,
-        num_cells=cfg.model.num_cells,
-        depth=cfg.model.depth,
-        head=cfg.model.head,
-        **cfg.loss,
-    )
-    for loss_module in algo.loss_modules.values():
-        loss_module.to(device)
-    algo.policy.to(device)
-
-    # One gradient step; it returns detached tensors without a host synchronisation, so
-    # it can be compiled whole.
-    update = algo.update
-    if cfg.compile.compile:
-        update = torch.compile(update, mode=cfg.compile.compile_mode)
-
-    def evaluate_policy() -> dict[str, float]:
-        return evaluate(
-            algo.policy,
-            cfg.env.name,
-            num_users=cfg.logger.eval_users,
-            device=cfg.env.device,
-            seed=cfg.logger.eval_seed,
-            env_kwargs=env_config,
-        )
-
-    pbar = tqdm.tqdm(range(1, steps + 1), desc="iql", unit="step")
-    for step in pbar:
-        terms = update(logs.sample().to(device))
-
-        metrics = {}
-        if step % cfg.logger.log_interval == 0:
-            metrics.update({f"train/{key}": value for key, value in terms.items()})
-        if step % cfg.logger.eval_iter == 0 or step == steps:
-            result = evaluate_policy()
-            metrics.update({f"eval/{key}": value for key, value in result.items()})
-            pbar.set_postfix(eval_reward=f"{result['reward']:.4f}")
-        if logger is not None and metrics:
-            logger.log_metrics(metrics, step)
-    pbar.close()
-
-    print(
-        f"final evaluation of iql after {steps} steps ({result['num_users']} users): "
-        f"reward {result['reward']:.4f} +- {result['reward_ci95']:.4f}, "
-        f"eCPM {result['ecpm']:.3f}, hit rate {result['hit_rate']:.3f}"
-    )
+    offline.main(cfg, "iql")
 
 
 if __name__ == "__main__":
