@@ -12,6 +12,8 @@ from tensordict.nn import TensorDictModule
 from torchrl.objectives import LossModule
 from torchrl.objectives.utils import TargetNetUpdater
 
+from drpo_rl.algorithms.transitions import complete_terminal_transitions
+
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "Algorithm", "make_adam"]
 
 # The paper's optimisation set-up (PAPER.md section 5).
@@ -104,3 +106,44 @@ def scalar_terms(out: TensorDictBase, prefix: str = "") -> dict[str, torch.Tenso
         for key, value in out.items()
         if isinstance(value, torch.Tensor) and value.ndim == 0
     }
+
+
+def loss_compute(
+    loss: LossModule, *, transitions: bool = False
+) -> Callable[[TensorDictBase], dict[str, torch.Tensor]]:
+    """The ``compute`` of an algorithm trained by one loss: its 0-d outputs on the batch.
+
+    ``transitions=True`` first completes terminal transitions, for the TD-based TorchRL
+    losses that read the next state (see :func:`complete_terminal_transitions`).
+    """
+
+    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        if transitions:
+            batch = complete_terminal_transitions(batch)
+        return scalar_terms(loss(batch))
+
+    return compute
+
+
+def assemble(
+    name: str,
+    policy: TensorDictModule,
+    loss_modules: dict[str, LossModule],
+    compute: Callable[[TensorDictBase], dict[str, torch.Tensor]],
+    lr: float,
+    batch_size: int,
+    target_updaters: tuple[TargetNetUpdater, ...] = (),
+    online: bool = False,
+) -> Algorithm:
+    """The last step of every registry builder: the :class:`Algorithm` whose optimiser is
+    :func:`make_adam` over ``loss_modules`` at learning rate ``lr``."""
+    return Algorithm(
+        name=name,
+        policy=policy,
+        loss_modules=loss_modules,
+        optimizer=make_adam(loss_modules, lr),
+        compute=compute,
+        target_updaters=tuple(target_updaters),
+        batch_size=batch_size,
+        online=online,
+    )

@@ -19,28 +19,33 @@ from torchrl.objectives import (
 )
 from torchrl.objectives.utils import ValueEstimators
 
-from drpo_rl.algorithms.algorithm import Algorithm, make_adam, scalar_terms
+from drpo_rl.algorithms.algorithm import Algorithm, assemble, loss_compute
 from drpo_rl.algorithms.networks import NetworkOptions
-from drpo_rl.algorithms.transitions import complete_terminal_transitions
 from drpo_rl.models import PolicySpecs
 
-__all__ = ["build_bc", "build_bppo", "build_cql", "build_iql", "build_ppo"]
+__all__ = ["build_bc", "build_bppo", "build_cql", "build_iql", "build_ppo", "make_iql_loss"]
 
 # Key of the logged behaviour propensity log pi_b(a|s) in the offline logs.
 BEHAVIOR_LOG_PROB_KEY = "behavior_log_prob"
 
 
-def _algorithm(name, policy, losses, compute, lr, batch_size, updaters=(), online=False):
-    return Algorithm(
-        name=name,
-        policy=policy,
-        loss_modules=losses,
-        optimizer=make_adam(losses, lr),
-        compute=compute,
-        target_updaters=tuple(updaters),
-        batch_size=batch_size,
-        online=online,
-    )
+def make_iql_loss(
+    specs: PolicySpecs,
+    actor: TensorDictModule,
+    qvalue: TensorDictModule,
+    value: TensorDictModule,
+    gamma: float,
+    **kwargs,
+) -> IQLLoss | DiscreteIQLLoss:
+    """TorchRL's IQL loss for the action form of ``specs`` (``DiscreteIQLLoss`` over
+    categorical item ids, else ``IQLLoss``) with a TD(0) value estimator; ``kwargs``
+    (``expectile``, ``temperature``) go to the loss. IQL and DRPO-Q's critics use it."""
+    if specs.discrete:
+        loss = DiscreteIQLLoss(actor, qvalue, value, action_space="categorical", **kwargs)
+    else:
+        loss = IQLLoss(actor, qvalue, value, **kwargs)
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
+    return loss
 
 
 def build_bc(
@@ -60,9 +65,7 @@ def build_bc(
         loss = BCLoss(cloned, loss_function="cross_entropy")
     else:
         loss = BCLoss(actor)
-    return _algorithm(
-        name, actor, {"policy": loss}, lambda b: scalar_terms(loss(b)), lr, batch_size
-    )
+    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size)
 
 
 def build_bppo(
@@ -90,11 +93,8 @@ def build_bppo(
     )
     loss.set_keys(sample_log_prob=BEHAVIOR_LOG_PROB_KEY)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
-
-    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        return scalar_terms(loss(complete_terminal_transitions(batch)))
-
-    return _algorithm(name, actor, {"policy": loss}, compute, lr, batch_size)
+    compute = loss_compute(loss, transitions=True)
+    return assemble(name, actor, {"policy": loss}, compute, lr, batch_size)
 
 
 def build_iql(
@@ -113,19 +113,12 @@ def build_iql(
     inverse temperature of its advantage-weighted policy extraction (IQL paper: 3)."""
     actor = net.actor(specs)
     q, value = net.qvalue(specs), net.value(specs)
-    kwargs = {"expectile": expectile, "temperature": temperature}
-    if specs.discrete:
-        loss = DiscreteIQLLoss(actor, q, value, action_space="categorical", **kwargs)
-    else:
-        loss = IQLLoss(actor, q, value, **kwargs)
-    loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
-
-    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        return scalar_terms(loss(complete_terminal_transitions(batch)))
-
-    return _algorithm(
-        name, actor, {"policy": loss}, compute, lr, batch_size, [SoftUpdate(loss, tau=tau)]
+    loss = make_iql_loss(
+        specs, actor, q, value, gamma, expectile=expectile, temperature=temperature
     )
+    compute = loss_compute(loss, transitions=True)
+    updaters = (SoftUpdate(loss, tau=tau),)
+    return assemble(name, actor, {"policy": loss}, compute, lr, batch_size, updaters)
 
 
 def build_cql(
@@ -155,18 +148,18 @@ def build_cql(
         policy = net.actor(specs)
         loss = CQLLoss(policy, net.qvalue(specs), min_q_weight=min_q_weight)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
+    loss_terms = loss_compute(loss, transitions=True)
 
     def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        terms = scalar_terms(loss(complete_terminal_transitions(batch)))
+        terms = loss_terms(batch)
         # CQLLoss also reports the actor's BC term, meant for a warm-up phase only: it is
         # logged under another name so that update() does not train on it.
         if "loss_actor_bc" in terms:
             terms["actor_bc_nll"] = terms.pop("loss_actor_bc")
         return terms
 
-    return _algorithm(
-        name, policy, {"policy": loss}, compute, lr, batch_size, [SoftUpdate(loss, tau=tau)]
-    )
+    updaters = (SoftUpdate(loss, tau=tau),)
+    return assemble(name, policy, {"policy": loss}, compute, lr, batch_size, updaters)
 
 
 def build_ppo(
@@ -194,12 +187,4 @@ def build_ppo(
         normalize_advantage=True,
     )
     loss.make_value_estimator(ValueEstimators.GAE, gamma=gamma, lmbda=lmbda)
-    return _algorithm(
-        name,
-        actor,
-        {"policy": loss},
-        lambda b: scalar_terms(loss(b)),
-        lr,
-        batch_size,
-        online=True,
-    )
+    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size, online=True)

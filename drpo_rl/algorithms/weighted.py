@@ -7,11 +7,11 @@ from typing import Literal
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.objectives import DiscreteIQLLoss, IQLLoss, SoftUpdate
-from torchrl.objectives.utils import ValueEstimators
+from torchrl.objectives import SoftUpdate
 
-from drpo_rl.algorithms.algorithm import Algorithm, make_adam, scalar_terms
+from drpo_rl.algorithms.algorithm import Algorithm, assemble, loss_compute, scalar_terms
 from drpo_rl.algorithms.networks import NetworkOptions
+from drpo_rl.algorithms.torchrl_baselines import make_iql_loss
 from drpo_rl.algorithms.transitions import complete_terminal_transitions
 from drpo_rl.models import PolicySpecs
 from drpo_rl.objectives.apg import APGLoss
@@ -23,20 +23,6 @@ from drpo_rl.objectives.drpo import DRPOLoss
 __all__ = ["ADVANTAGE_LOSSES", "build_advantage", "build_drpo", "build_drpo_q"]
 
 ADVANTAGE_LOSSES = {"apg": APGLoss, "awr": AWRLoss, "crr": CRRLoss, "asymre": AsymReLoss}
-
-
-def _single_loss(name, policy, loss, lr, batch_size) -> Algorithm:
-    def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        return scalar_terms(loss(batch))
-
-    return Algorithm(
-        name=name,
-        policy=policy,
-        loss_modules={"policy": loss},
-        optimizer=make_adam({"policy": loss}, lr),
-        compute=compute,
-        batch_size=batch_size,
-    )
 
 
 def build_drpo(
@@ -66,7 +52,7 @@ def build_drpo(
         beta=beta,
         weight_cap=weight_cap,
     )
-    return _single_loss(name, actor, loss, lr, batch_size)
+    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size)
 
 
 def build_advantage(
@@ -87,7 +73,7 @@ def build_advantage(
     actor = net.actor(specs)
     value = net.value(specs) if baseline == "value" else None
     loss = ADVANTAGE_LOSSES[name](actor, value, **rule_kwargs)
-    return _single_loss(name, actor, loss, lr, batch_size)
+    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size)
 
 
 def build_drpo_q(
@@ -114,13 +100,7 @@ def build_drpo_q(
     actor = net.actor(specs)
     q = net.qvalue(specs)
     value = net.value(specs)
-    if specs.discrete:
-        critic_loss = DiscreteIQLLoss(
-            actor, q, value, action_space="categorical", expectile=expectile
-        )
-    else:
-        critic_loss = IQLLoss(actor, q, value, expectile=expectile)
-    critic_loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
+    critic_loss = make_iql_loss(specs, actor, q, value, gamma, expectile=expectile)
     policy_loss = DRPOLoss(
         actor, kappa=kappa, adaptive=adaptive, adapt_lambda=adapt_lambda, kappa_min=kappa_min
     )
@@ -149,12 +129,5 @@ def build_drpo_q(
         terms.update(loss_qvalue=loss_qvalue, loss_value=loss_value)
         return terms
 
-    return Algorithm(
-        name=name,
-        policy=actor,
-        loss_modules=losses,
-        optimizer=make_adam(losses, lr),
-        compute=compute,
-        target_updaters=(SoftUpdate(critic_loss, tau=tau),),
-        batch_size=batch_size,
-    )
+    updaters = (SoftUpdate(critic_loss, tau=tau),)
+    return assemble(name, actor, losses, compute, lr, batch_size, updaters)
