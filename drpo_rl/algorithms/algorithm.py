@@ -14,7 +14,7 @@ from torchrl.objectives.utils import TargetNetUpdater
 
 from drpo_rl.algorithms.transitions import complete_terminal_transitions
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "Algorithm", "make_adam"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "Algorithm", "AlgorithmParts", "make_adam"]
 
 # The paper's optimisation set-up (PAPER.md section 5).
 DEFAULT_LR = 3e-4
@@ -125,25 +125,41 @@ def loss_compute(
     return compute
 
 
-def assemble(
-    name: str,
-    policy: TensorDictModule,
-    loss_modules: dict[str, LossModule],
-    compute: Callable[[TensorDictBase], dict[str, torch.Tensor]],
-    lr: float,
-    batch_size: int,
-    target_updaters: tuple[TargetNetUpdater, ...] = (),
-    online: bool = False,
-) -> Algorithm:
-    """The last step of every registry builder: the :class:`Algorithm` whose optimiser is
-    :func:`make_adam` over ``loss_modules`` at learning rate ``lr``."""
-    return Algorithm(
-        name=name,
-        policy=policy,
-        loss_modules=loss_modules,
-        optimizer=make_adam(loss_modules, lr),
-        compute=compute,
-        target_updaters=tuple(target_updaters),
-        batch_size=batch_size,
-        online=online,
-    )
+@dataclass
+class AlgorithmParts:
+    """What a registry builder makes for one algorithm: everything but the optimiser.
+
+    The registry turns it into the :class:`Algorithm` with :meth:`algorithm`, so that the
+    optimiser (:func:`make_adam`), the learning rate and the batch size are set in one place
+    for every entry. The attributes are those of :class:`Algorithm` of the same names.
+
+    Examples:
+        >>> from drpo_rl.algorithms import NetworkOptions
+        >>> from drpo_rl.algorithms.torchrl_baselines import build_bc
+        >>> from drpo_rl.models import PolicySpecs
+        >>> parts = build_bc(PolicySpecs(obs_dim=4, action_dim=2), NetworkOptions(num_cells=16))
+        >>> sorted(parts.loss_modules), parts.target_updaters, parts.online
+        (['policy'], (), False)
+        >>> algo = parts.algorithm("bc", lr=1e-3, batch_size=32)
+        >>> algo.optimizer.param_groups[0]["lr"], algo.batch_size
+        (0.001, 32)
+    """
+
+    policy: TensorDictModule
+    loss_modules: dict[str, LossModule]
+    compute: Callable[[TensorDictBase], dict[str, torch.Tensor]]
+    target_updaters: tuple[TargetNetUpdater, ...] = ()
+    online: bool = False
+
+    def algorithm(self, name: str, lr: float, batch_size: int) -> Algorithm:
+        """The :class:`Algorithm` named ``name``, with one Adam over all the losses."""
+        return Algorithm(
+            name=name,
+            policy=self.policy,
+            loss_modules=self.loss_modules,
+            optimizer=make_adam(self.loss_modules, lr),
+            compute=self.compute,
+            target_updaters=self.target_updaters,
+            batch_size=batch_size,
+            online=self.online,
+        )

@@ -25,10 +25,10 @@ _BUILDERS = {
     "adapt-bc": functools.partial(build_drpo, weighting="uniform"),
     "drpo-q": build_drpo_q,
     "bc": build_bc,
-    "apg": build_advantage,
-    "awr": build_advantage,
-    "crr": build_advantage,
-    "asymre": build_advantage,
+    "apg": functools.partial(build_advantage, rule="apg"),
+    "awr": functools.partial(build_advantage, rule="awr"),
+    "crr": functools.partial(build_advantage, rule="crr"),
+    "asymre": functools.partial(build_advantage, rule="asymre"),
     "bppo": build_bppo,
     "iql": build_iql,
     "cql": build_cql,
@@ -134,6 +134,7 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
         num_cells=resolved["num_cells"], depth=resolved["depth"], head=resolved["head"]
     )
     specific = {k: v for k, v in resolved.items() if k not in _COMMON}
-    algo = _BUILDERS[name](name, specs, net, resolved["lr"], resolved["batch_size"], **specific)
+    parts = _BUILDERS[name](specs, net, **specific)
+    algo = parts.algorithm(name, resolved["lr"], resolved["batch_size"])
     algo.hparams = resolved
     return algo

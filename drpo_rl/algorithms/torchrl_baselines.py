@@ -19,7 +19,7 @@ from torchrl.objectives import (
 )
 from torchrl.objectives.utils import ValueEstimators
 
-from drpo_rl.algorithms.algorithm import Algorithm, assemble, loss_compute
+from drpo_rl.algorithms.algorithm import AlgorithmParts, loss_compute
 from drpo_rl.algorithms.networks import NetworkOptions
 from drpo_rl.models import PolicySpecs
 
@@ -48,9 +48,7 @@ def make_iql_loss(
     return loss
 
 
-def build_bc(
-    name: str, specs: PolicySpecs, net: NetworkOptions, lr: float, batch_size: int
-) -> Algorithm:
+def build_bc(specs: PolicySpecs, net: NetworkOptions) -> AlgorithmParts:
     """Behaviour cloning with TorchRL's ``BCLoss`` on every logged sample.
 
     Embedding action: the Gaussian actor, negative log-likelihood of the logged action.
@@ -65,20 +63,17 @@ def build_bc(
         loss = BCLoss(cloned, loss_function="cross_entropy")
     else:
         loss = BCLoss(actor)
-    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size)
+    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss))
 
 
 def build_bppo(
-    name: str,
     specs: PolicySpecs,
     net: NetworkOptions,
-    lr: float,
-    batch_size: int,
     *,
     clip_epsilon: float = 0.2,
     entropy_coeff: float = 0.0,
     gamma: float = 0.99,
-) -> Algorithm:
+) -> AlgorithmParts:
     """Offline PPO: ``ClipPPOLoss`` whose old log-probability is the logged behaviour
     propensity (``"behavior_log_prob"``), advantage ``r + gamma V(s') (1 - terminated) -
     V(s)`` (TD(0); ``r - V(s)`` on bandit logs) from a ``V(s)`` trained by the same loss."""
@@ -94,21 +89,18 @@ def build_bppo(
     loss.set_keys(sample_log_prob=BEHAVIOR_LOG_PROB_KEY)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
     compute = loss_compute(loss, transitions=True)
-    return assemble(name, actor, {"policy": loss}, compute, lr, batch_size)
+    return AlgorithmParts(actor, {"policy": loss}, compute)
 
 
 def build_iql(
-    name: str,
     specs: PolicySpecs,
     net: NetworkOptions,
-    lr: float,
-    batch_size: int,
     *,
     expectile: float = 0.7,
     temperature: float = 3.0,
     gamma: float = 0.99,
     tau: float = 0.005,
-) -> Algorithm:
+) -> AlgorithmParts:
     """IQL: ``IQLLoss`` (embedding) / ``DiscreteIQLLoss`` (item ids); ``temperature`` is the
     inverse temperature of its advantage-weighted policy extraction (IQL paper: 3)."""
     actor = net.actor(specs)
@@ -118,20 +110,17 @@ def build_iql(
     )
     compute = loss_compute(loss, transitions=True)
     updaters = (SoftUpdate(loss, tau=tau),)
-    return assemble(name, actor, {"policy": loss}, compute, lr, batch_size, updaters)
+    return AlgorithmParts(actor, {"policy": loss}, compute, updaters)
 
 
 def build_cql(
-    name: str,
     specs: PolicySpecs,
     net: NetworkOptions,
-    lr: float,
-    batch_size: int,
     *,
     min_q_weight: float = 1.0,
     gamma: float = 0.99,
     tau: float = 0.005,
-) -> Algorithm:
+) -> AlgorithmParts:
     """CQL: ``CQLLoss`` with the Gaussian actor (embedding action), or ``DiscreteCQLLoss``
     whose policy is the greedy ``QValueActor`` over per-item Q values (item ids).
 
@@ -159,21 +148,18 @@ def build_cql(
         return terms
 
     updaters = (SoftUpdate(loss, tau=tau),)
-    return assemble(name, policy, {"policy": loss}, compute, lr, batch_size, updaters)
+    return AlgorithmParts(policy, {"policy": loss}, compute, updaters)
 
 
 def build_ppo(
-    name: str,
     specs: PolicySpecs,
     net: NetworkOptions,
-    lr: float,
-    batch_size: int,
     *,
     clip_epsilon: float = 0.2,
     entropy_coeff: float = 0.01,
     gamma: float = 0.99,
     lmbda: float = 0.95,
-) -> Algorithm:
+) -> AlgorithmParts:
     """Online PPO: ``ClipPPOLoss`` with GAE, for rollouts ``[num_envs, T]`` collected with
     ``algo.policy`` (which writes ``"action_log_prob"``) by a TorchRL collector against the
     session environment. Each ``update(rollout)`` recomputes GAE with the current critic."""
@@ -187,4 +173,4 @@ def build_ppo(
         normalize_advantage=True,
     )
     loss.make_value_estimator(ValueEstimators.GAE, gamma=gamma, lmbda=lmbda)
-    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size, online=True)
+    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss), online=True)

@@ -9,7 +9,7 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.objectives import SoftUpdate
 
-from drpo_rl.algorithms.algorithm import Algorithm, assemble, loss_compute, scalar_terms
+from drpo_rl.algorithms.algorithm import AlgorithmParts, loss_compute, scalar_terms
 from drpo_rl.algorithms.networks import NetworkOptions
 from drpo_rl.algorithms.torchrl_baselines import make_iql_loss
 from drpo_rl.algorithms.transitions import complete_terminal_transitions
@@ -26,11 +26,8 @@ ADVANTAGE_LOSSES = {"apg": APGLoss, "awr": AWRLoss, "crr": CRRLoss, "asymre": As
 
 
 def build_drpo(
-    name: str,
     specs: PolicySpecs,
     net: NetworkOptions,
-    lr: float,
-    batch_size: int,
     *,
     weighting: Literal["drpo", "exp", "uniform"],
     kappa: float = 0.5,
@@ -39,7 +36,7 @@ def build_drpo(
     kappa_min: float = 0.05,
     beta: float = 0.05,
     weight_cap: float = 100.0,
-) -> Algorithm:
+) -> AlgorithmParts:
     """DRPO (``weighting="drpo"``), DRPO-Exp (``"exp"``) and AdaptBC (``"uniform"``)."""
     actor = net.actor(specs)
     loss = DRPOLoss(
@@ -52,36 +49,31 @@ def build_drpo(
         beta=beta,
         weight_cap=weight_cap,
     )
-    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size)
+    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss))
 
 
 def build_advantage(
-    name: str,
     specs: PolicySpecs,
     net: NetworkOptions,
-    lr: float,
-    batch_size: int,
     *,
+    rule: Literal["apg", "awr", "crr", "asymre"],
     baseline: Literal["value", "mean"] = "value",
     **rule_kwargs,
-) -> Algorithm:
-    """APG, AWR, CRR, AsymRe: the loss named ``name`` with a learned ``V(s)`` baseline
+) -> AlgorithmParts:
+    """APG, AWR, CRR, AsymRe: the loss ``ADVANTAGE_LOSSES[rule]`` with a learned ``V(s)`` baseline
     (``baseline="value"``) or the batch mean (``"mean"``); ``rule_kwargs`` (``beta``,
     ``form``, ``max_weight``, ``negative_scale``) go to the loss."""
     if baseline not in ("value", "mean"):
         raise ValueError(f"baseline must be 'value' or 'mean', got {baseline!r}")
     actor = net.actor(specs)
     value = net.value(specs) if baseline == "value" else None
-    loss = ADVANTAGE_LOSSES[name](actor, value, **rule_kwargs)
-    return assemble(name, actor, {"policy": loss}, loss_compute(loss), lr, batch_size)
+    loss = ADVANTAGE_LOSSES[rule](actor, value, **rule_kwargs)
+    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss))
 
 
 def build_drpo_q(
-    name: str,
     specs: PolicySpecs,
     net: NetworkOptions,
-    lr: float,
-    batch_size: int,
     *,
     expectile: float = 0.7,
     gamma: float = 0.99,
@@ -90,7 +82,7 @@ def build_drpo_q(
     adaptive: bool = True,
     adapt_lambda: float = 0.5,
     kappa_min: float = 0.05,
-) -> Algorithm:
+) -> AlgorithmParts:
     """DRPO-Q: DRPO's filter and weights on ``Q(s, a)`` instead of the logged reward.
 
     ``Q`` and ``V`` are trained by TorchRL's IQL critic losses (``qvalue_loss`` and the
@@ -130,4 +122,4 @@ def build_drpo_q(
         return terms
 
     updaters = (SoftUpdate(critic_loss, tau=tau),)
-    return assemble(name, actor, losses, compute, lr, batch_size, updaters)
+    return AlgorithmParts(actor, losses, compute, updaters)

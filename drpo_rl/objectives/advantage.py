@@ -27,7 +27,7 @@ from tensordict.utils import NestedKey
 
 from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
 
-__all__ = ["AdvantageWeightedLoss", "exp_advantage_weights"]
+__all__ = ["AdvantageWeightedLoss", "check_exp_weight_options", "exp_advantage_weights"]
 
 
 def exp_advantage_weights(advantage: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
@@ -41,6 +41,21 @@ def exp_advantage_weights(advantage: torch.Tensor, beta: float, max_weight: floa
         tensor([ 1.0000,  2.7183, 20.0000])
     """
     return torch.exp(torch.clamp(advantage / beta, max=math.log(max_weight)))
+
+
+def check_exp_weight_options(beta: float, max_weight: float) -> None:
+    """``ValueError`` unless the options of :func:`exp_advantage_weights` are both > 0.
+
+    Examples:
+        >>> check_exp_weight_options(beta=0.0, max_weight=20.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: beta must be > 0, got 0.0
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if max_weight <= 0:
+        raise ValueError(f"max_weight must be > 0, got {max_weight}")
 
 
 class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):

@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 from tensordict.nn import TensorDictModule
 
-from drpo_rl.objectives.advantage import AdvantageWeightedLoss, exp_advantage_weights
+from drpo_rl.objectives.advantage import (
+    AdvantageWeightedLoss,
+    check_exp_weight_options,
+    exp_advantage_weights,
+)
 
 __all__ = ["AWRLoss"]
 
@@ -46,10 +50,7 @@ class AWRLoss(AdvantageWeightedLoss):
         critic_network: TensorDictModule | None = None,
         reduction: str | None = None,
     ) -> None:
-        if beta <= 0:
-            raise ValueError(f"beta must be > 0, got {beta}")
-        if max_weight <= 0:
-            raise ValueError(f"max_weight must be > 0, got {max_weight}")
+        check_exp_weight_options(beta, max_weight)
         super().__init__(
             actor_network, value_network, critic_network=critic_network, reduction=reduction
         )

@@ -7,7 +7,11 @@ from typing import Literal
 import torch
 from tensordict.nn import TensorDictModule
 
-from drpo_rl.objectives.advantage import AdvantageWeightedLoss, exp_advantage_weights
+from drpo_rl.objectives.advantage import (
+    AdvantageWeightedLoss,
+    check_exp_weight_options,
+    exp_advantage_weights,
+)
 
 __all__ = ["CRRLoss"]
 
@@ -55,10 +59,7 @@ class CRRLoss(AdvantageWeightedLoss):
     ) -> None:
         if form not in ("exp", "binary"):
             raise ValueError(f"form must be 'exp' or 'binary', got {form!r}")
-        if beta <= 0:
-            raise ValueError(f"beta must be > 0, got {beta}")
-        if max_weight <= 0:
-            raise ValueError(f"max_weight must be > 0, got {max_weight}")
+        check_exp_weight_options(beta, max_weight)
         super().__init__(
             actor_network, value_network, critic_network=critic_network, reduction=reduction
         )
