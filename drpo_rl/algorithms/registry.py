@@ -14,7 +14,7 @@ from drpo_rl.algorithms.torchrl_baselines import (
     build_iql,
     build_ppo,
 )
-from drpo_rl.algorithms.weighted import ADVANTAGE_LOSSES, build_advantage, build_drpo, build_drpo_q
+from drpo_rl.algorithms.weighted import LOSS_OPTIONS, build_advantage, build_drpo, build_drpo_q
 from drpo_rl.models import PolicySpecs
 
 __all__ = ["build", "list_algorithms", "options"]
@@ -68,7 +68,8 @@ def list_algorithms() -> list[str]:
 
 def options(name: str) -> dict:
     """Every hyper-parameter ``name`` accepts, with its default (read from the builder's
-    and, for APG/AWR/CRR/AsymRe, the loss class's signature: defaults live in one place).
+    and, for the DRPO family and APG/AWR/CRR/AsymRe, the loss class's signature: defaults
+    live in one place).
 
     Examples:
         >>> options("awr")["beta"], options("crr")["form"], options("bppo")["clip_epsilon"]
@@ -81,8 +82,10 @@ def options(name: str) -> dict:
     target = builder.func if isinstance(builder, functools.partial) else builder
     found = dict(_COMMON)
     found.update({k: v for k, v in _keyword_defaults(target).items() if k not in fixed})
-    if name in ADVANTAGE_LOSSES:
-        found.update(_keyword_defaults(ADVANTAGE_LOSSES[name].__init__))
+    if name in LOSS_OPTIONS:
+        loss_class, exposed = LOSS_OPTIONS[name]
+        defaults = _keyword_defaults(loss_class.__init__)
+        found.update({k: v for k, v in defaults.items() if exposed is None or k in exposed})
     return found
 
 

@@ -20,9 +20,21 @@ from drpo_rl.objectives.awr import AWRLoss
 from drpo_rl.objectives.crr import CRRLoss
 from drpo_rl.objectives.drpo import DRPOLoss
 
-__all__ = ["ADVANTAGE_LOSSES", "build_advantage", "build_drpo", "build_drpo_q"]
+__all__ = ["ADVANTAGE_LOSSES", "LOSS_OPTIONS", "build_advantage", "build_drpo", "build_drpo_q"]
 
 ADVANTAGE_LOSSES = {"apg": APGLoss, "awr": AWRLoss, "crr": CRRLoss, "asymre": AsymReLoss}
+
+# The DRPOLoss options the registry exposes (DRPO-Q: the filter's, on Q instead of reward).
+_DRPO_OPTIONS = ("kappa", "adaptive", "adapt_lambda", "kappa_min", "beta", "weight_cap")
+_DRPO_Q_OPTIONS = ("kappa", "adaptive", "adapt_lambda", "kappa_min")
+
+# Registry entries whose options are keywords of a loss class, with the loss's own defaults
+# (one place for each default): entry -> (loss class, the keywords exposed; None: all).
+LOSS_OPTIONS = {
+    **{name: (loss, None) for name, loss in ADVANTAGE_LOSSES.items()},
+    **{name: (DRPOLoss, _DRPO_OPTIONS) for name in ("drpo", "drpo-exp", "adapt-bc")},
+    "drpo-q": (DRPOLoss, _DRPO_Q_OPTIONS),
+}
 
 
 def build_drpo(
@@ -30,25 +42,13 @@ def build_drpo(
     net: NetworkOptions,
     *,
     weighting: Literal["drpo", "exp", "uniform"],
-    kappa: float = 0.5,
-    adaptive: bool = True,
-    adapt_lambda: float = 0.5,
-    kappa_min: float = 0.05,
-    beta: float = 0.05,
-    weight_cap: float = 100.0,
+    **drpo_options,
 ) -> AlgorithmParts:
-    """DRPO (``weighting="drpo"``), DRPO-Exp (``"exp"``) and AdaptBC (``"uniform"``)."""
+    """DRPO (``weighting="drpo"``), DRPO-Exp (``"exp"``) and AdaptBC (``"uniform"``);
+    ``drpo_options`` (``kappa``, ``adaptive``, ``adapt_lambda``, ``kappa_min``, ``beta``,
+    ``weight_cap``) go to :class:`~drpo_rl.objectives.drpo.DRPOLoss`."""
     actor = net.actor(specs)
-    loss = DRPOLoss(
-        actor,
-        weighting=weighting,
-        kappa=kappa,
-        adaptive=adaptive,
-        adapt_lambda=adapt_lambda,
-        kappa_min=kappa_min,
-        beta=beta,
-        weight_cap=weight_cap,
-    )
+    loss = DRPOLoss(actor, weighting=weighting, **drpo_options)
     return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss))
 
 
@@ -78,24 +78,21 @@ def build_drpo_q(
     expectile: float = 0.7,
     gamma: float = 0.99,
     tau: float = 0.005,
-    kappa: float = 0.5,
-    adaptive: bool = True,
-    adapt_lambda: float = 0.5,
-    kappa_min: float = 0.05,
+    **filter_options,
 ) -> AlgorithmParts:
     """DRPO-Q: DRPO's filter and weights on ``Q(s, a)`` instead of the logged reward.
 
     ``Q`` and ``V`` are trained by TorchRL's IQL critic losses (``qvalue_loss`` and the
     expectile ``value_loss``; IQL's own actor loss is not used); the score is the minimum
     of IQL's two target Q networks at the logged action, written to ``"q_score"``.
+    ``filter_options`` (``kappa``, ``adaptive``, ``adapt_lambda``, ``kappa_min``) go to
+    :class:`~drpo_rl.objectives.drpo.DRPOLoss`.
     """
     actor = net.actor(specs)
     q = net.qvalue(specs)
     value = net.value(specs)
     critic_loss = make_iql_loss(specs, actor, q, value, gamma, expectile=expectile)
-    policy_loss = DRPOLoss(
-        actor, kappa=kappa, adaptive=adaptive, adapt_lambda=adapt_lambda, kappa_min=kappa_min
-    )
+    policy_loss = DRPOLoss(actor, **filter_options)
     policy_loss.set_keys(score="q_score")
     losses = {"policy": policy_loss, "critic": critic_loss}
 
