@@ -4,7 +4,9 @@
 name first, generates (or re-opens, from the output folder) the logs of each scenario and
 seed, then runs each learner and reference row whose result file is missing, saving each
 as soon as it finishes. Re-running with the same folder therefore resumes: finished runs
-are loaded and listed as skipped.
+are loaded and listed as skipped, and a run interrupted while training continues from its
+last checkpoint (a learning-curve point), ending with the numbers an uninterrupted run
+would have given.
 
 Runs are independent (each seeds everything it draws), so they may be spread over worker
 processes; a run gives the same numbers whichever process does it, as long as every
@@ -123,6 +125,12 @@ def run_benchmark(
             f"resuming {store.root}: skipping {len(skipped)} finished run(s): "
             + ", ".join(str(k) for k in skipped)
         )
+    for key in todo:
+        # Read here too (not only by the worker) so that a bad checkpoint stops the
+        # benchmark before any work, and the user hears which runs continue.
+        state = store.load_checkpoint(key, checkpoint_settings(config, key))
+        if state is not None:
+            echo(f"resuming {key} from step {state['step']} of {config.steps}")
     for scenario, seed in dict.fromkeys((k.scenario, k.seed) for k in todo):
         open_logs(config, store, scenario, seed, progress=progress)
 
@@ -187,11 +195,23 @@ def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey) -> None:
     store = ResultStore(out_dir)
     rows = open_logs(config, store, key.scenario, key.seed, progress=False)[:]
     env = make_env(config.env, device=config.device, **config.env_overrides)
-    record = _run_one(key, config, rows, PolicySpecs.from_env(env), env)
+    record = _run_one(key, config, rows, PolicySpecs.from_env(env), env, store)
     policy = record.pop("policy", None)
     if policy is not None:
         store.save_policy(key, policy.state_dict())
     store.save(key, record)
+
+
+def checkpoint_settings(config: BenchmarkConfig, key: RunKey) -> dict[str, Any]:
+    """What a run's checkpoint must have been made with to be continued.
+
+    Example:
+        >>> from drpo_rl.benchmark.presets import PRESETS
+        >>> settings = checkpoint_settings(PRESETS["tiny"], RunKey("medium", "drpo", 0))
+        >>> settings["run"], settings["steps"]
+        ('medium/drpo/seed-0', 20)
+    """
+    return {"run": str(key), **config.run_settings()}
 
 
 def _record(key: RunKey, kind: str, config: BenchmarkConfig, **fields: Any) -> dict[str, Any]:
@@ -206,7 +226,12 @@ def _record(key: RunKey, kind: str, config: BenchmarkConfig, **fields: Any) -> d
 
 
 def _run_one(
-    key: RunKey, config: BenchmarkConfig, rows: TensorDictBase, specs: Any, env: Any
+    key: RunKey,
+    config: BenchmarkConfig,
+    rows: TensorDictBase,
+    specs: Any,
+    env: Any,
+    store: ResultStore,
 ) -> dict[str, Any]:
     device = torch.device(config.device)
     eval_seed = EVAL_SEED_OFFSET + key.seed
@@ -231,6 +256,7 @@ def _run_one(
         return _record(
             key, "reference", config, metrics=metrics, eval_seconds=time.perf_counter() - started
         )
+    settings = checkpoint_settings(config, key)
     if key.algorithm == "bc-expert":
         train_rows, algorithm, kind = expert_rows(rows), "bc", "reference"
     else:
@@ -248,5 +274,7 @@ def _run_one(
         curve_points=config.curve_points,
         evaluate_policy=evaluate_policy,
         monitor=monitor_for(key.algorithm) if kind == "learner" else None,
+        on_checkpoint=lambda state: store.save_checkpoint(key, state, settings),
+        resume=store.load_checkpoint(key, settings, map_location=device),
     )
     return _record(key, kind, config, **result)

@@ -7,6 +7,7 @@ Layout::
         logs/<scenario>/seed-<k>/           generated logs (an OfflineLogs dataset), cached
         runs/<scenario>/<algorithm>/seed-<k>.json   one finished run
         runs/<scenario>/<algorithm>/seed-<k>.pt     its trained policy's weights (learners)
+        runs/<scenario>/<algorithm>/seed-<k>.ckpt.pt  an unfinished run's training state
         results.csv, results.json, *.png    written by the reporting step
 
 A run's file appears only once the run is finished (written to a temporary name, then
@@ -14,12 +15,18 @@ renamed), so an interrupted benchmark leaves no half-written result: the next in
 redoes exactly the runs without a file. The policy weights are written before the JSON, so
 a run's JSON implies its weights; they are plain tensors (``torch.load(weights_only=True)``
 reads them, nothing is unpickled).
+
+While a run trains, its training state is checkpointed beside it (atomically, tensors and
+plain containers only) together with the settings it was made with; the next invocation
+continues an unfinished run from there. The checkpoint is deleted once the run's record
+is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,14 +111,7 @@ class ResultStore:
         if not path.exists():
             write_json_atomic(path, settings)
             return
-        stored = read_json(path)
-        # Round-trip through JSON so tuples and lists compare equal.
-        wanted = json.loads(json.dumps(settings))
-        differences = [
-            f"{k}: folder has {stored.get(k)!r}, this run asks for {wanted.get(k)!r}"
-            for k in sorted(set(stored) | set(wanted))
-            if stored.get(k) != wanted.get(k)
-        ]
+        differences = _differences(read_json(path), settings, "folder")
         if differences:
             raise ValueError(
                 f"output folder {self.root} holds results made with other settings; use "
@@ -125,20 +125,80 @@ class ResultStore:
         return self.path(key).is_file()
 
     def save(self, key: RunKey, record: dict[str, Any]) -> None:
+        """Write the run's record; its checkpoint, if any, is then of no further use."""
         write_json_atomic(self.path(key), record)
+        self.checkpoint_path(key).unlink(missing_ok=True)
 
     def save_policy(self, key: RunKey, state_dict: dict[str, Any]) -> None:
         """Save a trained policy's ``state_dict`` beside the run's record (atomically)."""
+        _torch_save_atomic(
+            {k: v.detach().cpu() for k, v in state_dict.items()}, self.path(key).with_suffix(".pt")
+        )
+
+    def checkpoint_path(self, key: RunKey) -> Path:
+        return self.path(key).with_suffix(".ckpt.pt")
+
+    def save_checkpoint(self, key: RunKey, state: dict[str, Any], settings: dict[str, Any]) -> None:
+        """Save an unfinished run's training ``state`` with the ``settings`` it depends on.
+
+        ``state`` must hold only tensors and plain containers (so that it loads with
+        ``weights_only=True``); ``settings`` must be JSON-ready.
+
+        Example:
+            >>> import tempfile, torch
+            >>> store, key = ResultStore(tempfile.mkdtemp()), RunKey("medium", "bc", 0)
+            >>> store.save_checkpoint(key, {"step": 5, "w": torch.ones(2)}, {"steps": 10})
+            >>> store.load_checkpoint(key, {"steps": 10})["step"]
+            5
+            >>> store.load_checkpoint(key, {"steps": 20})
+            Traceback (most recent call last):
+            ...
+            ValueError: ...seed-0.ckpt.pt: checkpoint made with other settings (steps: ...
+            >>> store.save(key, {"metrics": {}})
+            >>> store.load_checkpoint(key, {"steps": 10}) is None
+            True
+        """
+        payload = {"settings": json.dumps(settings, sort_keys=True), "state": state}
+        _torch_save_atomic(payload, self.checkpoint_path(key))
+
+    def load_checkpoint(
+        self, key: RunKey, settings: dict[str, Any], map_location: Any = "cpu"
+    ) -> dict[str, Any] | None:
+        """The training state saved for ``key``, or ``None`` when there is none.
+
+        Only tensors and plain containers are read (``torch.load(weights_only=True)``):
+        a file holding anything else (a tampered pickle), an unreadable file, or one made
+        with other ``settings`` raises ``ValueError`` naming the file; delete it to start
+        the run again.
+        """
         import torch
 
-        path = self.path(key).with_suffix(".pt")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        path = self.checkpoint_path(key)
+        if not path.is_file():
+            return None
         try:
-            torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+            raise ValueError(
+                f"{path}: not a readable training checkpoint (only tensors and plain "
+                f"containers are loaded); delete it to start the run again. {error}"
+            ) from error
+        if not (
+            isinstance(payload, dict)
+            and isinstance(payload.get("settings"), str)
+            and isinstance(payload.get("state"), dict)
+        ):
+            raise ValueError(
+                f"{path}: not a training checkpoint (expected a dict with 'settings' and "
+                "'state'); delete it to start the run again"
+            )
+        differences = _differences(json.loads(payload["settings"]), settings, "checkpoint")
+        if differences:
+            raise ValueError(
+                f"{path}: checkpoint made with other settings ({'; '.join(differences)}); "
+                "delete it to start the run again"
+            )
+        return payload["state"]
 
     def load(self, key: RunKey) -> dict[str, Any]:
         record = read_json(self.path(key))
@@ -149,3 +209,25 @@ class ResultStore:
 
     def logs_path(self, scenario: str, seed: int) -> Path:
         return self.root / "logs" / scenario / f"seed-{seed}"
+
+
+def _torch_save_atomic(data: Any, path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _differences(stored: dict[str, Any], settings: dict[str, Any], holder: str) -> list[str]:
+    # Round-trip through JSON so tuples and lists compare equal.
+    wanted = json.loads(json.dumps(settings))
+    return [
+        f"{k}: {holder} has {stored.get(k)!r}, this run asks for {wanted.get(k)!r}"
+        for k in sorted(set(stored) | set(wanted))
+        if stored.get(k) != wanted.get(k)
+    ]

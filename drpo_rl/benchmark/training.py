@@ -6,6 +6,12 @@ algorithm, and ``steps`` updates run with a learning-curve evaluation every
 ``steps / curve_points`` updates and a final one. Everything random draws from the run's
 seed: the models' initialisation (``torch.manual_seed``) and the batches (the buffer's own
 generator), so a run re-done after an interruption gives the same numbers.
+
+At each learning-curve point but the last, the whole training state (every loss module's
+``state_dict``, which holds the actor, critics, target networks and DRPO's kappa; the
+optimiser; the sampler's and torch's random states; the curve so far) can be handed to an
+``on_checkpoint`` callback as tensors and plain containers. ``train(..., resume=state)``
+continues from such a state and ends with exactly the numbers of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -49,22 +55,24 @@ def learner_view(rows: TensorDictBase) -> TensorDictBase:
 
 
 def replay_buffer(
-    rows: TensorDictBase, *, batch_size: int, device: torch.device, seed: int
+    rows: TensorDictBase, *, batch_size: int, generator: torch.Generator
 ) -> TensorDictReplayBuffer:
-    """An in-memory buffer of ``rows`` on ``device`` sampling with its own seeded generator.
+    """An in-memory buffer of ``rows`` on ``generator``'s device, sampling with ``generator``.
+
+    The caller keeps ``generator`` so that it can save and restore the sampling stream.
 
     Example:
         >>> import torch
         >>> from tensordict import TensorDict
         >>> rows = TensorDict({"observation": torch.arange(10.0).unsqueeze(-1)}, [10])
-        >>> buffer = replay_buffer(rows, batch_size=4, device=torch.device("cpu"), seed=0)
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> buffer = replay_buffer(rows, batch_size=4, generator=generator)
         >>> buffer.sample().shape
         torch.Size([4])
     """
     if rows.numel() == 0:
         raise ValueError("cannot train on an empty set of logged rows")
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    device = generator.device
     buffer = TensorDictReplayBuffer(
         storage=LazyTensorStorage(rows.numel(), device=device),
         batch_size=batch_size,
@@ -101,6 +109,8 @@ def train(
     curve_points: int,
     evaluate_policy: Callable[[Any, bool], dict[str, float]],
     monitor: Callable[[Any, TensorDictBase], dict[str, float]] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``algorithm`` on ``rows`` and evaluate it.
 
@@ -108,12 +118,16 @@ def train(
 
     ``evaluate_policy(policy, final)`` evaluates online (``final`` picks the final,
     larger evaluation); ``monitor(algo, batch)`` (optional) records diagnostics of the
-    last training batch at every learning-curve point.
+    last training batch at every learning-curve point. ``on_checkpoint(state)`` (optional)
+    receives the training state at every learning-curve point but the last; ``resume``
+    is such a state, made by a run with the same arguments, to continue from. A state
+    that does not fit the algorithm built here raises ``ValueError``.
     """
     from drpo_rl.algorithms import build
 
     torch.manual_seed(seed)
-    buffer = replay_buffer(learner_view(rows), batch_size=batch_size, device=device, seed=seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    buffer = replay_buffer(learner_view(rows), batch_size=batch_size, generator=generator)
     algo = build(algorithm, specs, lr=lr, batch_size=batch_size, **hparams)
     algo.policy.to(device)
     for module in algo.loss_modules.values():
@@ -123,9 +137,15 @@ def train(
     curve: list[dict[str, float]] = []
     monitored: list[dict[str, float]] = []
     train_seconds = eval_seconds = 0.0
-    start = time.perf_counter()
     done = 0
+    if resume is not None:
+        done = _restore(resume, algo, generator, device, resumable=checkpoints[:-1])
+        curve, monitored = list(resume["curve"]), list(resume["monitor"])
+        train_seconds, eval_seconds = resume["train_seconds"], resume["eval_seconds"]
+    start = time.perf_counter()
     for checkpoint in checkpoints:
+        if checkpoint <= done:
+            continue
         terms: dict[str, torch.Tensor] = {}
         for _ in range(checkpoint - done):
             batch = buffer.sample()
@@ -144,6 +164,12 @@ def train(
             point.update(_curve_metrics(final))
         curve.append(point)
         eval_seconds += time.perf_counter() - start
+        if on_checkpoint is not None and checkpoint != steps:
+            on_checkpoint(
+                _capture(
+                    algo, generator, device, done, curve, monitored, train_seconds, eval_seconds
+                )
+            )
         start = time.perf_counter()
     return {
         "metrics": final,
@@ -155,6 +181,89 @@ def train(
         "train_rows": int(rows.numel()),
         "policy": algo.policy,
     }
+
+
+def _capture(
+    algo: Any,
+    generator: torch.Generator,
+    device: torch.device,
+    step: int,
+    curve: list[dict[str, float]],
+    monitored: list[dict[str, float]],
+    train_seconds: float,
+    eval_seconds: float,
+) -> dict[str, Any]:
+    """A copy of the training state after ``step`` updates, as tensors and plain containers.
+
+    The policy is saved besides the loss modules in case it holds state they do not.
+    """
+    state = {
+        "step": step,
+        "loss_modules": {role: m.state_dict() for role, m in algo.loss_modules.items()},
+        "policy": algo.policy.state_dict(),
+        "optimizer": algo.optimizer.state_dict(),
+        "sampler_rng": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "curve": [dict(point) for point in curve],
+        "monitor": [dict(point) for point in monitored],
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+    }
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return _copy(state)
+
+
+def _copy(value: Any) -> Any:
+    # state_dicts hand out the live tensors, which the next updates change in place.
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
+    return value
+
+
+def _restore(
+    state: dict[str, Any],
+    algo: Any,
+    generator: torch.Generator,
+    device: torch.device,
+    *,
+    resumable: list[int],
+) -> int:
+    """Load a :func:`_capture` state into ``algo`` and the random streams; its step."""
+    fields = (
+        *("step", "loss_modules", "policy", "optimizer", "sampler_rng", "torch_rng"),
+        *("curve", "monitor", "train_seconds", "eval_seconds"),
+    )
+    missing = [f for f in fields if f not in state]
+    if missing:
+        raise ValueError(f"training state lacks {missing}")
+    if state["step"] not in resumable:
+        raise ValueError(
+            f"training state is at step {state['step']!r}, not one of the learning-curve "
+            f"points {resumable} this run saves at"
+        )
+    if set(state["loss_modules"]) != set(algo.loss_modules):
+        raise ValueError(
+            f"training state has loss modules {sorted(state['loss_modules'])}, this "
+            f"algorithm {sorted(algo.loss_modules)}"
+        )
+    try:
+        for role, module in algo.loss_modules.items():
+            module.load_state_dict(state["loss_modules"][role])
+        algo.policy.load_state_dict(state["policy"])
+        # A copy: the optimiser adopts the given tensors and would change ``state``.
+        algo.optimizer.load_state_dict(_copy(state["optimizer"]))
+        generator.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        raise ValueError(f"training state does not fit this run: {error}") from error
+    return state["step"]
 
 
 def _curve_metrics(metrics: dict[str, float]) -> dict[str, float]:
