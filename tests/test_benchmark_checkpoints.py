@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import torch
@@ -99,6 +103,61 @@ def test_interrupted_runs_resume_to_the_uninterrupted_numbers(uninterrupted, tmp
         assert expected.keys() == got.keys()
         for name in expected:
             assert torch.equal(expected[name], got[name]), (key, name)
+
+
+# Trains like CONFIG but hangs at drpo's evaluation at step 30, after its checkpoint at 20,
+# and then creates the file argv[2] so that the test knows when to kill it.
+KILLED_BENCHMARK = textwrap.dedent(
+    """
+    import sys, time, torch
+    import drpo_rl.benchmark.runner as runner
+    from drpo_rl.benchmark import make_config, run_benchmark
+
+    torch.set_num_threads(1)
+    calls, real = [], runner.evaluate
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            open(sys.argv[2], "w").close()
+            time.sleep(600)
+        return real(*args, **kwargs)
+
+    runner.evaluate = evaluate
+    config = make_config(
+        "tiny", algorithms=("drpo", "iql"), references=(), steps=40, curve_points=4
+    )
+    run_benchmark(config, sys.argv[1], progress=False)
+    """
+)
+
+
+def test_killed_benchmark_resumes_from_its_checkpoint(uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    store = ResultStore(out)
+    hanging = tmp_path / "hanging"
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_BENCHMARK, str(tmp_path / "out"), str(hanging)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not hanging.exists():
+            assert process.poll() is None, "the benchmark ended before it hung"
+            assert time.monotonic() < deadline, "the benchmark did not hang within 120 s"
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait()
+    assert store.checkpoint_path(DRPO).exists() and not store.has(DRPO)
+    messages: list[str] = []
+    resumed = run(out, messages)
+    assert messages == ["resuming medium/drpo/seed-0 from step 20 of 40"]
+    for expected, got in zip(uninterrupted.records, resumed.records, strict=True):
+        assert got["curve"] == expected["curve"] and got["metrics"] == expected["metrics"]
+    expected, got = policy_weights(uninterrupted.out_dir, DRPO), policy_weights(out, DRPO)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
 
 
 class _Payload:

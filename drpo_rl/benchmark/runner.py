@@ -275,6 +275,6 @@ def _run_one(
         evaluate_policy=evaluate_policy,
         monitor=monitor_for(key.algorithm) if kind == "learner" else None,
         on_checkpoint=lambda state: store.save_checkpoint(key, state, settings),
-        resume=store.load_checkpoint(key, settings, map_location=device),
+        resume=store.load_checkpoint(key, settings),
     )
     return _record(key, kind, config, **result)

@@ -161,10 +161,11 @@ class ResultStore:
         payload = {"settings": json.dumps(settings, sort_keys=True), "state": state}
         _torch_save_atomic(payload, self.checkpoint_path(key))
 
-    def load_checkpoint(
-        self, key: RunKey, settings: dict[str, Any], map_location: Any = "cpu"
-    ) -> dict[str, Any] | None:
-        """The training state saved for ``key``, or ``None`` when there is none.
+    def load_checkpoint(self, key: RunKey, settings: dict[str, Any]) -> dict[str, Any] | None:
+        """The training state saved for ``key`` (on the CPU), or ``None`` when there is none.
+
+        On the CPU because random states must be CPU tensors; ``load_state_dict`` moves
+        the rest to the model's device.
 
         Only tensors and plain containers are read (``torch.load(weights_only=True)``):
         a file holding anything else (a tampered pickle), an unreadable file, or one made
@@ -177,7 +178,7 @@ class ResultStore:
         if not path.is_file():
             return None
         try:
-            payload = torch.load(path, map_location=map_location, weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
             raise ValueError(
                 f"{path}: not a readable training checkpoint (only tensors and plain "
