@@ -103,6 +103,9 @@ def test_interrupted_runs_resume_to_the_uninterrupted_numbers(uninterrupted, tmp
         assert expected.keys() == got.keys()
         for name in expected:
             assert torch.equal(expected[name], got[name]), (key, name)
+    # A checkpoint left beside a finished run (killed between the two writes) is removed.
+    store.save_checkpoint(DRPO, {"step": 20}, checkpoint_settings(CONFIG, DRPO))
+    assert run(tmp_path).ran == [] and not store.checkpoint_path(DRPO).exists()
 
 
 # Trains like CONFIG but hangs at drpo's evaluation at step 30, after its checkpoint at 20,

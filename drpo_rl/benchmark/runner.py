@@ -125,6 +125,9 @@ def run_benchmark(
             f"resuming {store.root}: skipping {len(skipped)} finished run(s): "
             + ", ".join(str(k) for k in skipped)
         )
+    for key in skipped:
+        # Left by an interruption between writing the record and deleting the checkpoint.
+        store.checkpoint_path(key).unlink(missing_ok=True)
     for key in todo:
         # Read here too (not only by the worker) so that a bad checkpoint stops the
         # benchmark before any work, and the user hears which runs continue.
