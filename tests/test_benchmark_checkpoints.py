@@ -184,6 +184,10 @@ def test_tampered_checkpoint_is_refused_without_executing(tmp_path):
     assert not marker.exists()
     # Refused before any work: no run was done.
     assert not store.has(DRPO) and not store.has(IQL)
+    # Loadable tensors that are not a checkpoint are refused too.
+    torch.save({"settings": "{}", "state": {"weights": torch.ones(2)}}, path)
+    with pytest.raises(ValueError, match="not a training checkpoint .*'state' with its 'step'"):
+        run(tmp_path)
 
 
 def test_checkpoint_of_other_settings_is_refused(tmp_path):

@@ -188,10 +188,11 @@ class ResultStore:
             isinstance(payload, dict)
             and isinstance(payload.get("settings"), str)
             and isinstance(payload.get("state"), dict)
+            and isinstance(payload["state"].get("step"), int)
         ):
             raise ValueError(
-                f"{path}: not a training checkpoint (expected a dict with 'settings' and "
-                "'state'); delete it to start the run again"
+                f"{path}: not a training checkpoint (expected a dict with 'settings' and a "
+                "'state' with its 'step'); delete it to start the run again"
             )
         differences = _differences(json.loads(payload["settings"]), settings, "checkpoint")
         if differences:

@@ -195,7 +195,7 @@ def _capture(
 ) -> dict[str, Any]:
     """A copy of the training state after ``step`` updates, as tensors and plain containers.
 
-    The policy is saved besides the loss modules in case it holds state they do not.
+    The policy is saved too, in case it holds state that the loss modules do not.
     """
     state = {
         "step": step,
