@@ -155,6 +155,15 @@ def test_other_settings_in_the_same_folder_are_refused(finished):
         run_benchmark(tiny_config(steps=9), report.out_dir, progress=False)
 
 
+def test_bench_command_reports_a_folder_of_other_settings_without_a_traceback(finished, capsys):
+    report, _ = finished
+    out = str(report.out_dir)
+    assert main(["bench", "--preset", "tiny", "--steps", "9", "--out", out, "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drpo-rl bench: error: output folder")
+    assert "steps: folder has 8, this run asks for 9" in err
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

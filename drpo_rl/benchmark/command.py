@@ -142,8 +142,16 @@ def bench(args: argparse.Namespace) -> int:
     workers = args.workers
     if workers is None:
         workers = 1 if config.device.startswith("cuda") else min(2, os.cpu_count() or 1)
-    report = run_benchmark(
-        config, out, workers=workers, progress=not args.no_progress, echo=console.print
-    )
+    from drpo_rl.benchmark.store import BenchmarkFolderError
+
+    try:
+        report = run_benchmark(
+            config, out, workers=workers, progress=not args.no_progress, echo=console.print
+        )
+    except BenchmarkFolderError as error:
+        # An output folder made with other settings, or a refused checkpoint: the user's
+        # to resolve (the message names the file and what differs).
+        print(f"drpo-rl bench: error: {error}", file=sys.stderr)
+        return 2
     write_report(report, console=console, plots=not args.no_plots)
     return 0

@@ -35,6 +35,19 @@ from typing import Any
 SETTINGS_FILE = "benchmark.json"
 
 
+class BenchmarkFolderError(ValueError):
+    """An output folder's files cannot be used: made with other settings, unreadable, or
+    tampered with. The message names the file; the fix is the user's (another folder, or
+    deleting the file).
+
+    Example:
+        >>> raise BenchmarkFolderError("out/benchmark.json: made with other settings")
+        Traceback (most recent call last):
+        ...
+        drpo_rl.benchmark.store.BenchmarkFolderError: out/benchmark.json: made with other settings
+    """
+
+
 @dataclass(frozen=True, order=True)
 class RunKey:
     """One cell of the benchmark grid.
@@ -80,7 +93,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        raise BenchmarkFolderError(f"{path}: not valid JSON ({error})") from error
 
 
 class ResultStore:
@@ -99,7 +112,7 @@ class ResultStore:
         >>> store.check_settings({"steps": 20})
         Traceback (most recent call last):
         ...
-        ValueError: ...
+        drpo_rl.benchmark.store.BenchmarkFolderError: ...
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -113,7 +126,7 @@ class ResultStore:
             return
         differences = _differences(read_json(path), settings, "folder")
         if differences:
-            raise ValueError(
+            raise BenchmarkFolderError(
                 f"output folder {self.root} holds results made with other settings; use "
                 "another --out folder or the same settings. Differences: " + "; ".join(differences)
             )
@@ -153,7 +166,7 @@ class ResultStore:
             >>> store.load_checkpoint(key, {"steps": 20})
             Traceback (most recent call last):
             ...
-            ValueError: ...seed-0.ckpt.pt: checkpoint made with other settings (steps: ...
+            drpo_rl.benchmark.store.BenchmarkFolderError: ...seed-0.ckpt.pt: checkpoint made...
             >>> store.save(key, {"metrics": {}})
             >>> store.load_checkpoint(key, {"steps": 10}) is None
             True
@@ -180,7 +193,7 @@ class ResultStore:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-            raise ValueError(
+            raise BenchmarkFolderError(
                 f"{path}: not a readable training checkpoint (only tensors and plain "
                 f"containers are loaded); delete it to start the run again. {error}"
             ) from error
@@ -190,13 +203,13 @@ class ResultStore:
             and isinstance(payload.get("state"), dict)
             and isinstance(payload["state"].get("step"), int)
         ):
-            raise ValueError(
+            raise BenchmarkFolderError(
                 f"{path}: not a training checkpoint (expected a dict with 'settings' and a "
                 "'state' with its 'step'); delete it to start the run again"
             )
         differences = _differences(json.loads(payload["settings"]), settings, "checkpoint")
         if differences:
-            raise ValueError(
+            raise BenchmarkFolderError(
                 f"{path}: checkpoint made with other settings ({'; '.join(differences)}); "
                 "delete it to start the run again"
             )
@@ -206,7 +219,7 @@ class ResultStore:
         record = read_json(self.path(key))
         for field in ("metrics",):
             if field not in record:
-                raise ValueError(f"{self.path(key)}: run record has no {field!r} entry")
+                raise BenchmarkFolderError(f"{self.path(key)}: run record has no {field!r} entry")
         return record
 
     def logs_path(self, scenario: str, seed: int) -> Path:
