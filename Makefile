@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # dependencies are skipped (--no-deps; obp declares Python < 3.11 but its data is plain CSV).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,examples,plots,data]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,examples]'
 	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -c constraints.txt recbole obp
 	touch $(STAMP)
 
