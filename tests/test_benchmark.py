@@ -1,7 +1,6 @@
 """The benchmark pipeline on a tiny grid: outputs, resume, reproducibility, early errors."""
 
 import csv
-import doctest
 import json
 
 import pytest
@@ -234,26 +233,6 @@ def test_noise_sweep_and_phantom_plots(tmp_path):
     assert not (tmp_path / "one.png").exists()
     assert plot_phantom_monitor(records, tmp_path / "phantom.png").stat().st_size > 0
     assert plot_phantom_monitor(records, tmp_path / "none.png", algorithms=("apg",)) is None
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        drpo_rl.benchmark,
-        drpo_rl.benchmark.command,
-        drpo_rl.benchmark.presets,
-        drpo_rl.benchmark.results,
-        drpo_rl.benchmark.store,
-        drpo_rl.benchmark.training,
-        drpo_rl.benchmark.monitoring,
-        drpo_rl.benchmark.plots,
-        drpo_rl.benchmark.runner,
-        drpo_rl.benchmark.policies,
-    ],
-)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
 
 
 def test_evaluate_command_reproduces_a_runs_benchmark_number(finished, capsys):

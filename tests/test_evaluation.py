@@ -1,7 +1,5 @@
 """Online evaluation: metric values against known answers, sessions, chunks, seeds, errors."""
 
-import doctest
-import importlib
 import math
 
 import pytest
@@ -191,14 +189,3 @@ def test_oracle_needs_privileged_rewards():
     env = TransformedEnv(make_env("RecSimBanditDiscrete"), ExcludeTransform("item_rewards"))
     with pytest.raises(ValueError, match="privileged key 'item_rewards'"):
         oracle_policy(env)
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["", ".online", ".metrics", ".reference", ".command"],
-)
-def test_docstring_examples(name):
-    # Modules by name: the package resolves its public names lazily.
-    module = importlib.import_module("drpo_rl.evaluation" + name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0

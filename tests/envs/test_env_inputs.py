@@ -1,7 +1,5 @@
 """Bad input fails loudly; configs, catalogue, seeding and devices behave as documented."""
 
-import doctest
-import importlib
 import math
 
 import pytest
@@ -192,28 +190,3 @@ def test_cuda_and_cpu_share_the_catalogue():
     cpu = make_env("RecSimBandit").catalogue.embeddings
     cuda = make_env("RecSimBandit", device="cuda").catalogue.embeddings
     torch.testing.assert_close(cuda.cpu(), cpu)
-
-
-# ---- docstrings ------------------------------------------------------------------------
-
-MODULES = [
-    "envs",
-    "envs.catalogue",
-    "envs.config",
-    "envs.dynamics",
-    "envs.factory",
-    "envs.fitted",
-    "envs.gym_env",
-    "envs.gym_vector",
-    "envs.population",
-    "envs.recsim_bandit",
-    "envs.registration",
-    "envs.simulator",
-    "envs.user_session",
-]
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_docstring_examples_run(module):
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
