@@ -619,10 +619,7 @@ class FittedRatings(SimulatedUsersEnv):
         device: torch.device | str = "cpu",
         seed: int | None = None,
     ) -> None:
-        if config is None:
-            config = self.default_config()
-        if not isinstance(config, FittedRatingsConfig):
-            raise ValueError(f"config: expected a FittedRatingsConfig, got {type(config).__name__}")
+        config = self.checked_config(config)  # before the fit, which reads its fields
         fit = load_or_fit(
             config.ratings_path,
             format=config.ratings_format,

@@ -47,12 +47,7 @@ class SimulatedUsersEnv(EnvBase):
         device: torch.device | str = "cpu",
         seed: int | None = None,
     ) -> None:
-        if config is None:
-            config = self.default_config()
-        if not isinstance(config, self.config_class):
-            raise ValueError(
-                f"config: expected a {self.config_class.__name__}, got {type(config).__name__}"
-            )
+        config = self.checked_config(config)
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
         super().__init__(device=torch.device(device), batch_size=torch.Size([num_envs]))
@@ -98,6 +93,17 @@ class SimulatedUsersEnv(EnvBase):
     def default_config(cls, **overrides: object) -> RecSimConfig:
         """This env's config with `overrides` applied (unknown field -> ValueError)."""
         return cls.config_class.from_overrides(**overrides)
+
+    @classmethod
+    def checked_config(cls, config: RecSimConfig | None) -> RecSimConfig:
+        """`config`, or the default one when None; ValueError unless a `config_class`."""
+        if config is None:
+            return cls.default_config()
+        if not isinstance(config, cls.config_class):
+            raise ValueError(
+                f"config: expected a {cls.config_class.__name__}, got {type(config).__name__}"
+            )
+        return config
 
     @property
     def observation_layout(self) -> dict[str, slice]:
