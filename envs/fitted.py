@@ -273,7 +273,9 @@ def load_or_fit(
 
     The cache entry is ``<cache_dir>/<file stem>-<key>.pt`` (tensors) and ``.json``
     (settings, source, errors), where the key hashes the file's SHA-256, its format and
-    rating scale, and the settings; a changed file or setting is a new entry.
+    rating scale, and the settings; a changed file or setting is a new entry. Each file is
+    written as ``<file>.<pid>.partial`` and renamed; a failed write removes its partial
+    file, and the next fit of the entry removes those a killed process left.
     """
     settings = FitSettings() if settings is None else settings
     cache = default_cache_dir() if cache_dir is None else Path(cache_dir)
@@ -301,6 +303,7 @@ def load_or_fit(
                 source=meta["source"],
                 seconds=meta["seconds"],
             )
+    fit_started = time.time()
     fit = fit_embeddings(read_ratings(path, format=format, rating_scale=rating_scale), settings)
     cache.mkdir(parents=True, exist_ok=True)
     names = ("users", "items", "user_ids", "item_ids", "item_counts", "user_counts")
@@ -319,10 +322,44 @@ def load_or_fit(
         (tensors_file, lambda f: torch.save(tensors, f)),
         (meta_file, lambda f: f.write_text(json.dumps(meta, indent=2, sort_keys=True))),
     ):
+        _remove_stale_partials(target, older_than=fit_started)
         partial = target.with_suffix(target.suffix + f".{os.getpid()}.partial")
-        write(partial)
-        os.replace(partial, target)
+        try:
+            write(partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     return fit
+
+
+def _remove_stale_partials(target: Path, *, older_than: float) -> None:
+    """Deletes ``<target>.<pid>.partial`` files that no write will finish: left by a
+    process that no longer runs (killed mid-write), or last written before ``older_than``
+    (the start of this fit; a live writer's file is newer, and the pid of an old one may
+    have been reused)."""
+    prefix, suffix = f"{target.name}.", ".partial"
+    for partial in target.parent.iterdir():
+        name = partial.name
+        pid = name[len(prefix) : -len(suffix)]
+        if not (name.startswith(prefix) and name.endswith(suffix) and pid.isdigit()):
+            continue
+        try:
+            stale = not _process_alive(int(pid)) or partial.stat().st_mtime < older_than
+        except FileNotFoundError:  # its writer just renamed or removed it
+            continue
+        if stale:
+            partial.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    # envs never imports drpo_rl, whose dataset staging has the same test.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def fitted_world(

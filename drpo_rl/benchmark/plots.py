@@ -1,8 +1,10 @@
 """PNG figures of a benchmark: final reward, learning curves, noise sweep, phantom gradients.
 
 Figures are drawn with matplotlib's object API (``Figure`` + ``savefig``), which needs no
-GUI backend and leaves the caller's pyplot state alone. Each function returns the path it
-wrote, or ``None`` when the records hold nothing to draw (e.g. no ``noise-<p>`` scenarios).
+GUI backend and leaves the caller's pyplot state alone. Each file is written atomically
+(:func:`drpo_rl.files.write_atomic`): an interrupted run leaves the previous figure or
+none, never a truncated one. Each function returns the path it wrote, or ``None`` when the
+records hold nothing to draw (e.g. no ``noise-<p>`` scenarios).
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from matplotlib.figure import Figure
 
 from drpo_rl.benchmark.presets import noise_level
 from drpo_rl.benchmark.results import summarise
+from drpo_rl.files import write_atomic
+
+
+def _save(fig: Figure, path: Path, *, dpi: int) -> None:
+    # Atomically: an interrupted write must not leave a truncated image under `path`. The
+    # format comes from `path`, not from the temporary file's name.
+    fmt = Path(path).suffix.removeprefix(".") or "png"
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt))
 
 
 def _ordered(values) -> list:
@@ -54,7 +64,7 @@ def plot_rewards(records: Sequence[dict[str, Any]], path: Path) -> Path | None:
     ax.legend(title="scenario")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     return path
 
 
@@ -96,7 +106,7 @@ def plot_learning_curves(records: Sequence[dict[str, Any]], path: Path) -> Path 
     axes[-1].legend(fontsize="small", ncol=2)
     fig.suptitle("Learning curves (mean over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     return path
 
 
@@ -130,7 +140,7 @@ def plot_noise_sweep(records: Sequence[dict[str, Any]], path: Path) -> Path | No
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     return path
 
 
@@ -199,7 +209,7 @@ def plot_phantom_monitor(
         + " (dashed: repulsive part from negative-weight samples)"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
     return path
 
 

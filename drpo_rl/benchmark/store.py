@@ -27,10 +27,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from drpo_rl.files import write_atomic
 
 SETTINGS_FILE = "benchmark.json"
 
@@ -70,7 +71,7 @@ class RunKey:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename.
+    """Write ``data`` as JSON to ``path`` atomically (:func:`drpo_rl.files.write_atomic`).
 
     Example:
         >>> import tempfile, pathlib
@@ -80,12 +81,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
         {'x': 1}
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=True) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def read_json(path: Path) -> Any:
@@ -230,12 +227,7 @@ def _torch_save_atomic(data: Any, path: Path) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: torch.save(data, tmp))
 
 
 def _differences(stored: dict[str, Any], settings: dict[str, Any], holder: str) -> list[str]:

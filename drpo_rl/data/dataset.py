@@ -44,6 +44,9 @@ from torchrl.data import (
 from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers import Sampler, Writer
 
+from drpo_rl.files import fsync_path, fsync_tree, write_atomic
+from envs.ratings import TableError
+
 __all__ = ["FORMAT_VERSION", "OfflineLogs"]
 
 #: Version of the on-disk layout; bumped when a change makes old folders unreadable.
@@ -103,7 +106,9 @@ class OfflineLogs(BaseDatasetExperienceReplay):
         ValueError: ``metadata.json`` is not JSON, has another format version or does not
             match the stored tensors; or the storage folder holds a file that a TensorDict
             of plain tensors does not write (e.g. a pickle), or a tensor file whose size
-            differs from its shape (the error names the file).
+            differs from its shape (the error names the file); or a floating-point tensor
+            holds a NaN or an infinity (a :class:`~envs.ratings.TableError` naming its
+            ``.memmap`` file, the key, the first such row and the value).
 
     Examples:
         >>> import tempfile, torch
@@ -155,6 +160,17 @@ class OfflineLogs(BaseDatasetExperienceReplay):
                 f"{self.root / _METADATA_FILE}: storage.shape is {layout['shape']} but the "
                 f"tensors in {self.root / _STORAGE_DIR} have shape {stored_shape}"
             )
+        # Once per open, not per sample: a NaN reward would otherwise surface as a NaN loss
+        # far from its cause.
+        found = _first_non_finite(storage._storage)
+        if found is not None:
+            key, row, value = found
+            raise TableError(
+                _memmap_file(self.root / _STORAGE_DIR, key),
+                f"{_describe_row(row)}: expected finite numbers, found {value!r}; a dataset "
+                "holds no NaN or infinity",
+                column=key,
+            )
         super().__init__(
             storage=storage,
             sampler=RandomSampler() if sampler is None else sampler,
@@ -190,6 +206,10 @@ class OfflineLogs(BaseDatasetExperienceReplay):
                 ``metadata.json`` (the keys ``"format_version"`` and ``"storage"`` are
                 reserved).
             **buffer_kwargs: forwarded to :class:`OfflineLogs` (batch_size, sampler, ...).
+
+        Raises:
+            ValueError: ``data`` is not a TensorDict of tensors with 1 or 2 batch dims, or a
+                floating-point entry holds a NaN or an infinity (nothing is written then).
         """
         _check_tensordict(data)
         metadata = {} if metadata is None else dict(metadata)
@@ -288,7 +308,12 @@ class StagedDataset:
         )
 
     def commit(self, storage: LazyMemmapStorage, metadata: Mapping[str, Any]) -> None:
-        """Finishes the dataset: storage index, metadata, marker (last), then the rename."""
+        """Finishes the dataset: storage index, metadata, marker (last), then the rename.
+
+        Refuses (``ValueError``, nothing left behind) a storage holding a NaN or an infinity
+        in a floating-point entry. Everything written is flushed to the disk before the
+        marker, so a power cut cannot leave a marked dataset with missing pages.
+        """
         clash = [key for key in _RESERVED_KEYS if key in metadata]
         if clash:
             raise ValueError(f"metadata keys {clash} are reserved for the dataset layout")
@@ -300,8 +325,19 @@ class StagedDataset:
                 f"the storage holds {len(storage)} interactions but has room for "
                 f"{math.prod(shape)}; a dataset must be filled exactly"
             )
+        found = _first_non_finite(storage._storage)
+        if found is not None:
+            key, row, value = found
+            raise TableError(
+                self.path,
+                f"{_describe_row(row)}: expected finite numbers, found {value!r}; refusing to "
+                "write a dataset holding NaN or infinity",
+                column=key,
+            )
         # Zero-copy: the storage already lives in storage_dir; this adds TorchRL's index file.
         storage.dumps(self.storage_dir)
+        # The tensors were written through memory maps: on the disk only once fsync'ed.
+        fsync_tree(self.storage_dir)
         document = {
             "format_version": FORMAT_VERSION,
             "storage": {"shape": shape, "ndim": storage.ndim, "num_rows": len(storage)},
@@ -311,8 +347,9 @@ class StagedDataset:
             text = json.dumps(document, indent=2, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise ValueError(f"metadata is not JSON-serialisable: {err}") from err
-        _write_atomic(self.dir / _METADATA_FILE, text)
-        _write_atomic(self.dir / _COMPLETE_MARKER, json.dumps({"format_version": FORMAT_VERSION}))
+        write_atomic(self.dir / _METADATA_FILE, lambda tmp: tmp.write_text(text))
+        marker = json.dumps({"format_version": FORMAT_VERSION})
+        write_atomic(self.dir / _COMPLETE_MARKER, lambda tmp: tmp.write_text(marker))
         try:
             # Atomic; replaces `path` only if it is absent or an empty folder.
             os.replace(self.dir, self.path)
@@ -322,6 +359,7 @@ class StagedDataset:
                 f"{self.dir}"
             ) from err
         self._committed = True
+        fsync_path(self.path.parent)  # the rename itself
 
 
 def _read_metadata(root: Path) -> dict[str, Any]:
@@ -467,13 +505,49 @@ def _is_leaf_or_non_tensor(cls: type) -> bool:
     return not is_tensor_collection(cls) or issubclass(cls, NonTensorData)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+# Rows per block when locating a non-finite value: bounds the temporary memory.
+_FINITE_CHECK_ROWS = 1 << 16
+
+
+def _first_non_finite(data: TensorDictBase) -> tuple[Any, tuple[int, ...], float] | None:
+    """The first NaN or infinity of ``data``'s floating-point leaves, as ``(key, batch
+    index, value)`` (keys in storage order, rows in order within a key), or None."""
+    for key, value in data.items(True, True):
+        if not (value.is_floating_point() or value.is_complex()):
+            continue
+        # Fast path (a 1M-row dataset opens in tens of ms, not a second): a sum is finite
+        # unless a term is NaN or infinite, or finite terms overflow, in which case the
+        # exact search below finds nothing and the key passes.
+        if bool(torch.isfinite(value.sum())):
+            continue
+        for start in range(0, value.shape[0], _FINITE_CHECK_ROWS):
+            block = value[start : start + _FINITE_CHECK_ROWS]
+            bad = ~torch.isfinite(block)
+            if block.dim() > data.batch_dims:
+                bad = bad.flatten(data.batch_dims).any(-1)
+            if not bool(bad.any()):
+                continue
+            index = [int(i) for i in bad.nonzero()[0]]
+            index[0] += start
+            element = value[tuple(index)].reshape(-1)
+            return key, tuple(index), element[~torch.isfinite(element)][0].item()
+    return None
+
+
+def _describe_row(index: tuple[int, ...]) -> str:
+    """A storage index as ``logs[...]`` presents it: ``[time, env]`` storage is shown
+    ``[env, time]``."""
+    if len(index) == 1:
+        return f"row {index[0]}"
+    step, env = index
+    return f"row [{env}, {step}] ([env, time])"
+
+
+def _memmap_file(storage_dir: Path, key: Any) -> Path:
+    """The file tensordict keeps the tensor of ``key`` in."""
+    parts = (key,) if isinstance(key, str) else key
+    folder = storage_dir.joinpath(*(_encode_key_for_filesystem(part) for part in parts[:-1]))
+    return folder / f"{_encode_key_for_filesystem(parts[-1])}.memmap"
 
 
 def _remove_abandoned_stagings(path: Path) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from drpo_rl.data.dataset import OfflineLogs
+from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from envs.ratings import TableError, file_sha256, read_table
@@ -221,6 +222,9 @@ def parse_kuairec(
     )
     keep = np.flatnonzero(has_time)[active]
     rows_removed.update(by_activity)
+    watch32 = as_float32(
+        watch, path=path, column="watch_ratio", first_line=frame.attrs["first_line"]
+    )
     reward = np.minimum(watch[keep], watch_ratio_cap) / watch_ratio_cap
     parsed = _sequence(
         user[keep],
@@ -228,7 +232,7 @@ def parse_kuairec(
         reward.astype(np.float32),
         timestamp[keep],
         history_length,
-        {"watch_ratio": torch.from_numpy(watch[keep].astype(np.float32))},
+        {"watch_ratio": torch.from_numpy(watch32[keep])},
     )
     parsed.metadata.update(
         loader="kuairec",

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from drpo_rl.data.dataset import OfflineLogs
+from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from drpo_rl.data.loaders.user_features import read_user_features
@@ -111,7 +112,8 @@ def parse_movielens(
         user_ids=user_ids,
         item_ids=item_ids,
     )
-    data["rating"] = torch.from_numpy(ratings.rating[keep][facts["order"]].astype(np.float32))
+    rating32 = as_float32(ratings.rating, path=path, column="rating", first_line=ratings.first_line)
+    data["rating"] = torch.from_numpy(rating32[keep][facts["order"]])
     layout = observation_layout(history_length)
     features = None
     if user_features is not None:

@@ -45,6 +45,7 @@ import torch
 from tensordict import TensorDict
 
 from drpo_rl.data.dataset import OfflineLogs
+from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from envs.ratings import TableError, file_sha256, read_table
 
@@ -174,7 +175,15 @@ def parse_obd(
                 f"({len(vocab[name])} categories)",
             )
         blocks.append(np.eye(len(vocab[name]), dtype=np.float32)[index])
-    blocks.append(frame[affinities].to_numpy(dtype=np.float32))
+    for name in affinities:
+        blocks.append(
+            as_float32(
+                frame[name].to_numpy(dtype=np.float64),
+                path=path,
+                column=name,
+                first_line=first_line,
+            )[:, None]
+        )
     observation = torch.from_numpy(np.concatenate(blocks, axis=1))
 
     rows = len(frame)

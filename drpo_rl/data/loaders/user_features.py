@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drpo_rl.data.loaders.finite import as_float32
 from envs.ratings import TableError, read_table
 
 __all__ = ["UserFeatures", "read_user_features"]
@@ -115,7 +116,13 @@ def read_user_features(path: str | os.PathLike) -> UserFeatures:
             line=frame.attrs["first_line"] + row,
             column="user_id",
         )
-    blocks = [(frame["age"].to_numpy(dtype=np.float32) / 100.0)[:, None]]
+    age = as_float32(
+        frame["age"].to_numpy(dtype=np.float64),
+        path=path,
+        column="age",
+        first_line=frame.attrs["first_line"],
+    )
+    blocks = [(age / np.float32(100.0))[:, None]]
     vocabulary, layout = {}, [{"name": "age", "width": 1, "meaning": "age / 100"}]
     for name in ("gender", "occupation"):
         values = frame[name].to_numpy().astype(str)

@@ -1,0 +1,222 @@
+"""Files are durable and never half-written: fsync before a dataset's COMPLETE marker, the
+shared atomic writer, the fit cache's partial files, benchmark figures."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+from tensordict import TensorDict
+
+import drpo_rl.files as files
+from drpo_rl.benchmark import store
+from drpo_rl.benchmark.plots import plot_all, plot_rewards
+from drpo_rl.data import OfflineLogs
+from envs import fitted
+from envs.fitted import FitSettings, load_or_fit
+
+DEAD_PID = 2**22 + 4321  # above Linux's default pid_max: no process has it
+
+
+def _logs(rows: int = 16) -> TensorDict:
+    return TensorDict(
+        {
+            "observation": torch.randn(rows, 3),
+            "action": torch.arange(rows),
+            ("next", "reward"): torch.rand(rows, 1),
+            ("next", "done"): torch.ones(rows, 1, dtype=torch.bool),
+        },
+        batch_size=[rows],
+    )
+
+
+def _record_fsyncs(monkeypatch, root: Path) -> list[tuple[str, bool]]:
+    """Patches os.fsync to log (path synced, whether a COMPLETE marker existed then)."""
+    calls = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        calls.append((path, any(root.rglob("COMPLETE"))))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def _first_staged_sync(calls, relative: Path) -> bool | None:
+    """Whether COMPLETE existed when ``relative`` (a path inside the dataset) was first
+    fsync'ed in the staging folder (a hidden sibling renamed afterwards); None: never."""
+    for synced, marker_existed in calls:
+        parts = Path(synced).parts
+        staged = [k for k, part in enumerate(parts) if part.startswith(".logs.partial-")]
+        if staged and Path(*parts[staged[0] + 1 :]) == relative:
+            return marker_existed
+    return None
+
+
+def test_every_storage_file_is_fsynced_before_the_complete_marker(tmp_path, monkeypatch):
+    root = tmp_path.resolve()
+    calls = _record_fsyncs(monkeypatch, root)
+    logs = OfflineLogs.from_tensordict(_logs(), root / "logs", {"source": "test"})
+    storage = logs.root / "storage"
+    written = [*storage.rglob("*"), storage]
+    assert sum(p.suffix == ".memmap" for p in written) == 4  # 4 keys, 4 tensor files
+    for path in written:
+        relative = path.relative_to(logs.root)
+        assert _first_staged_sync(calls, relative) is False, relative
+    # Then the rename of the finished folder is made durable.
+    assert calls[-1] == (str(root), True)
+
+
+def test_generate_logs_fsyncs_storage_before_the_marker(tmp_path, monkeypatch):
+    from drpo_rl.data import generate_logs
+
+    root = tmp_path.resolve()
+    calls = _record_fsyncs(monkeypatch, root)
+    logs = generate_logs(
+        "RecSimBanditDiscrete",
+        "medium",
+        64,
+        path=root / "logs",
+        seed=0,
+        num_envs=8,
+        num_items=10,
+        embedding_dim=4,
+        progress=False,
+    )
+    memmaps = [p.relative_to(logs.root) for p in logs.root.rglob("*.memmap")]
+    assert len(memmaps) >= 8
+    assert all(_first_staged_sync(calls, relative) is False for relative in memmaps)
+
+
+def test_write_atomic_fsyncs_before_the_rename_and_keeps_the_old_file_on_error(
+    tmp_path, monkeypatch
+):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        files.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
+    )
+    target = tmp_path / "a.bin"
+    files.write_atomic(target, lambda tmp: tmp.write_bytes(b"new"))
+    assert target.read_bytes() == b"new"
+    assert events == ["fsync", "replace", "fsync"]  # file, rename, folder
+
+    def fails(tmp):
+        tmp.write_bytes(b"ha")
+        raise KeyboardInterrupt  # an interrupt, not only an exception, cleans up
+
+    with pytest.raises(KeyboardInterrupt):
+        files.write_atomic(target, fails)
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_store_writers_use_the_shared_writer(tmp_path, monkeypatch):
+    used = []
+    real = files.write_atomic
+    monkeypatch.setattr(store, "write_atomic", lambda p, w: (used.append(Path(p).name), real(p, w)))
+    key = store.RunKey("medium", "bc", 0)
+    results = store.ResultStore(tmp_path)
+    results.save_policy(key, {"w": torch.ones(2)})
+    results.save_checkpoint(key, {"step": 1}, {"steps": 2})
+    results.save(key, {"metrics": {"reward": 1.0}})
+    assert used == ["seed-0.pt", "seed-0.ckpt.pt", "seed-0.json"]
+    assert json.loads(results.path(key).read_text()) == {"metrics": {"reward": 1.0}}
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------- benchmark figures
+RECORDS = [
+    {"scenario": "medium", "algorithm": a, "seed": s, "metrics": {"reward": r + s}}
+    for a, r in (("bc", 0.2), ("drpo", 0.5))
+    for s in (0, 1)
+]
+
+
+def test_plot_is_a_complete_png_under_its_name(tmp_path):
+    path = plot_rewards(RECORDS, tmp_path / "reward.png")
+    assert path == tmp_path / "reward.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reward.png"]
+    assert [p.name for p in plot_all(RECORDS, tmp_path)] == ["reward.png"]
+
+
+def test_interrupted_plot_leaves_the_previous_figure(tmp_path, monkeypatch):
+    previous = plot_rewards(RECORDS, tmp_path / "reward.png").read_bytes()
+    real_savefig = Figure.savefig
+
+    def interrupted(self, fname, **kwargs):
+        real_savefig(self, fname, **kwargs)
+        with open(fname, "r+b") as file:  # what a kill mid-write leaves
+            file.truncate(100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plot_rewards(RECORDS[:2], tmp_path / "reward.png")
+    assert (tmp_path / "reward.png").read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reward.png"]
+
+
+# ---------------------------------------------------------------- fit cache partials
+SETTINGS = FitSettings(embedding_dim=3, steps=20, holdout_fraction=0.0)
+
+
+@pytest.fixture
+def ratings_file(tmp_path):
+    path = tmp_path / "data" / "u.data"
+    path.parent.mkdir()
+    path.write_text(
+        "".join(f"{u}\t{i}\t{1 + (u * i) % 5}\t{u + i}\n" for u in range(6) for i in range(4))
+    )
+    return path
+
+
+def test_fit_cache_removes_stale_partials_of_its_entry(ratings_file, tmp_path):
+    cache = tmp_path / "cache"
+    load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
+    (tensors,) = cache.glob("u-*.pt")
+    meta = tensors.with_suffix(".json")
+    tensors.unlink()  # the entry must be written again
+    dead = [
+        tensors.with_name(f"{tensors.name}.{DEAD_PID}.partial"),
+        meta.with_name(f"{meta.name}.{DEAD_PID}.partial"),
+    ]
+    live_old = tensors.with_name(f"{tensors.name}.{os.getppid()}.partial")
+    live_new = meta.with_name(f"{meta.name}.{os.getppid()}.partial")
+    other_entry = cache / f"u-0123456789abcdef.pt.{DEAD_PID}.partial"
+    not_ours = cache / f"{tensors.name}.notapid.partial"
+    for path in (*dead, live_old, live_new, other_entry, not_ours):
+        path.write_bytes(b"half a file")
+    an_hour_ago = time.time() - 3600
+    os.utime(live_old, (an_hour_ago, an_hour_ago))  # pid may have been reused
+    os.utime(live_new, (time.time() + 3600,) * 2)  # a live writer, still at it
+
+    load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
+
+    assert tensors.is_file() and meta.is_file()
+    left = sorted(p.name for p in cache.glob("*.partial"))
+    assert left == sorted([live_new.name, other_entry.name, not_ours.name])
+
+
+def test_fit_cache_leaves_no_partial_when_a_write_fails(ratings_file, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+
+    def disk_full(obj, f):
+        Path(f).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fitted.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
+    assert sorted(p.name for p in cache.iterdir()) == []
+    monkeypatch.undo()
+    fit = load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
+    assert fit.users.shape == (6, 3)
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".pt"]
