@@ -222,3 +222,10 @@ def test_kuairand_refuses_non_finite_times(tmp_path):
 def test_loaders_accept_values_at_float32_edge(tmp_path):
     parse, *_ = _obd(tmp_path, "3e38")
     assert parse().data["observation"][1, -1].item() == pytest.approx(3e38, rel=1e-6)
+
+
+def test_kuairec_dropping_every_row_is_a_clear_error(tmp_path):
+    parse, path, *_ = _kuairec(tmp_path, "1.0")
+    path.write_text("user_id,video_id,timestamp,watch_ratio\n14,148,,0.7\n14,183,nan,1.2\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: missing_timestamps='drop' removes")):
+        parse_kuairec(path, missing_timestamps="drop")

@@ -213,6 +213,10 @@ def parse_kuairec(
     rows_removed = {}
     if missing_timestamps == "drop":
         rows_removed["missing_timestamps"] = int((~has_time).sum())
+        if not has_time.any():
+            raise ValueError(
+                f"{path}: missing_timestamps='drop' removes every row (no row has a timestamp)"
+            )
     user = frame["user_id"].to_numpy(dtype=np.int64)
     active, by_activity = keep_active_users(
         user[has_time],
