@@ -12,8 +12,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from drpo_rl.benchmark.presets import PRESETS, SWEEPS, make_config, parse_seeds
@@ -99,7 +102,54 @@ def add_bench_command(subparsers) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Run the benchmark the parsed ``args`` describe; prints the table, returns 0."""
+    """Run the benchmark the parsed ``args`` describe; prints the table, returns 0.
+
+    SIGINT or SIGTERM stops it cleanly (workers terminated, no traceback): it prints how
+    far it got and returns 128 + the signal's number (130, 143), as a shell reports a
+    process killed by that signal.
+    """
+    with _signals_interrupt() as received:
+        try:
+            return _bench(args)
+        except KeyboardInterrupt as interrupt:
+            # A BenchmarkInterrupted says how far the runs got; a bare one (while importing
+            # or writing the report) says nothing, and resuming is right either way.
+            print(
+                f"drpo-rl bench: {interrupt or 'interrupted'}; "
+                "re-run with the same --out to resume",
+                file=sys.stderr,
+            )
+            return 128 + (received[0] if received else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[list[int]]:
+    """SIGTERM, like SIGINT, raises KeyboardInterrupt (once); yields the signals received.
+
+    SIGTERM's default action ends the process at once, leaving the worker processes
+    running as orphans; as an exception it goes through the benchmark's clean-up. Later
+    signals are only recorded, so that they cannot break off that clean-up. A SIGINT that
+    is ignored (a background job of a non-interactive shell) stays ignored.
+    """
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        handled.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, interrupt) for signum in handled}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 

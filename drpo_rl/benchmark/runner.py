@@ -11,14 +11,23 @@ would have given.
 Runs are independent (each seeds everything it draws), so they may be spread over worker
 processes; a run gives the same numbers whichever process does it, as long as every
 process uses the same number of torch threads (the workers and the command line use one).
+
+A ``KeyboardInterrupt`` (Ctrl-C; ``drpo-rl bench`` turns SIGTERM into one too) stops the
+benchmark cleanly: no further run starts, the worker processes are terminated and waited
+for, and :class:`BenchmarkInterrupted` says how far it got. Nothing is lost by killing a
+worker: finished runs are saved, and an unfinished one continues from its last checkpoint
+(every file is written to a temporary name and renamed, so none is left half-written).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import signal
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,38 @@ from drpo_rl.evaluation import evaluate, oracle_policy
 # Evaluation users are drawn from a seed far from the logs' seed, so that the simulated
 # users a policy is scored on are not the users whose interactions it learnt from.
 EVAL_SEED_OFFSET = 1_000_003
+
+# How long a terminated worker may take to exit before it is killed (SIGTERM's default
+# action is immediate; this only matters if something in the worker catches SIGTERM).
+WORKER_EXIT_GRACE_SECONDS = 10.0
+
+
+class BenchmarkInterrupted(KeyboardInterrupt):
+    """A benchmark stopped by a ``KeyboardInterrupt`` after its workers were stopped.
+
+    A ``KeyboardInterrupt`` (not an ``Exception``), so that code which catches errors does
+    not swallow an interruption.
+
+    Attributes:
+        finished: runs of the grid with a saved record (``finished_earlier`` included).
+        total: runs in the grid.
+        finished_earlier: runs found finished when this invocation started.
+
+    Example:
+        >>> error = BenchmarkInterrupted(finished=3, total=10, finished_earlier=2)
+        >>> str(error)
+        'interrupted after 3 of 10 runs (2 finished earlier)'
+        >>> isinstance(error, Exception)
+        False
+    """
+
+    def __init__(self, finished: int, total: int, finished_earlier: int) -> None:
+        super().__init__(
+            f"interrupted after {finished} of {total} runs ({finished_earlier} finished earlier)"
+        )
+        self.finished = finished
+        self.total = total
+        self.finished_earlier = finished_earlier
 
 
 @dataclass
@@ -134,26 +175,32 @@ def run_benchmark(
         state = store.load_checkpoint(key, checkpoint_settings(config, key))
         if state is not None:
             echo(f"resuming {key} from step {state['step']} of {config.steps}")
-    for scenario, seed in dict.fromkeys((k.scenario, k.seed) for k in todo):
-        open_logs(config, store, scenario, seed, progress=progress)
 
     ran: list[RunKey] = []
-    with tqdm(total=len(todo), desc="bench", unit="run", disable=not progress or not todo) as bar:
-        if workers == 1 or len(todo) <= 1:
-            for key in todo:
-                bar.set_postfix_str(str(key))
-                execute_run(config, store.root, key)
+    try:
+        for scenario, seed in dict.fromkeys((k.scenario, k.seed) for k in todo):
+            open_logs(config, store, scenario, seed, progress=progress)
+        with tqdm(
+            total=len(todo), desc="bench", unit="run", disable=not progress or not todo
+        ) as bar:
+
+            def finished(key: RunKey) -> None:
                 ran.append(key)
+                bar.set_postfix_str(str(key))
                 bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-                futures = {pool.submit(execute_run, config, store.root, k): k for k in todo}
-                for future in as_completed(futures):
-                    future.result()
-                    ran.append(futures[future])
-                    bar.set_postfix_str(str(futures[future]))
-                    bar.update()
+
+            if workers == 1 or len(todo) <= 1:
+                for key in todo:
+                    execute_run(config, store.root, key)
+                    finished(key)
+            else:
+                _run_in_workers(config, store.root, todo, workers, finished)
+    except KeyboardInterrupt as interrupt:
+        raise BenchmarkInterrupted(
+            finished=sum(store.has(k) for k in keys),
+            total=len(keys),
+            finished_earlier=len(skipped),
+        ) from interrupt
     ran.sort(key=keys.index)
     records = [store.load(k) for k in keys]
     return BenchmarkReport(
@@ -166,10 +213,96 @@ def run_benchmark(
     )
 
 
+def _run_in_workers(
+    config: BenchmarkConfig,
+    out_dir: Path,
+    todo: list[RunKey],
+    workers: int,
+    finished: Callable[[RunKey], None],
+) -> None:
+    """Do the runs ``todo`` in ``workers`` spawned processes; stop them all on any error.
+
+    A ProcessPoolExecutor rather than a multiprocessing Pool because it fails (with
+    BrokenProcessPool) when a worker dies, where a Pool waits forever for the lost result.
+    But neither its ``shutdown(cancel_futures=True)`` nor its context manager stops the
+    runs already in the workers (before Python 3.14's ``terminate_workers``), so on an
+    interruption or an error the workers are terminated here, by their handles. The
+    executor sees them die, fails the remaining futures and cleans up its queues, which
+    ``shutdown`` then waits for: no process or semaphore is left behind.
+    """
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    futures: dict[Future, RunKey] = {}
+    try:
+        # The executor spawns its workers in submit(), so they are all started here.
+        with _signals_deferred(ignored_by_children=True):
+            futures = {pool.submit(execute_run, config, out_dir, key): key for key in todo}
+        for future in as_completed(futures):
+            future.result()
+            finished(futures[future])
+    except BaseException:
+        # Even a second Ctrl-C must not leave workers running: the signals wait until they
+        # are stopped (and are then raised, still as an interruption).
+        with _signals_deferred(ignored_by_children=False):
+            # No future.cancel() here: the executor fails the pending futures itself once
+            # it sees its workers die (a cancelled one makes it stop half-way, in 3.11).
+            _stop_workers(list(pool._processes.values()))
+            pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(WORKER_EXIT_GRACE_SECONDS)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+
+
+@contextlib.contextmanager
+def _signals_deferred(*, ignored_by_children: bool) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends; optionally start children ignoring SIGINT.
+
+    Workers ignore SIGINT because the parent decides what an interruption does: Ctrl-C in
+    a terminal signals the whole process group, and each worker would otherwise print a
+    traceback. Setting SIGINT to ignored while spawning makes the workers inherit that
+    from birth (an ignored signal survives exec), so even a Ctrl-C while they import
+    torch is silent. In this process the signal is blocked, not lost: Linux keeps a
+    blocked signal pending even while it is ignored, and delivers it to the restored
+    handler when the block ends. Children inherit the blocked mask too: the workers'
+    initializer unblocks both signals, and a SIGTERM sent before that waits for it.
+    """
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        # signal.signal works in the main thread only; elsewhere children keep SIGINT.
+        if ignored_by_children and threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        else:
+            yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
 def _init_worker() -> None:
+    # Spawned inside _signals_deferred: SIGINT stays ignored, SIGTERM must end the worker.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # Same thread count as the command line (see the module docstring).
     torch.set_num_threads(1)
     quiet_torchrl()
+    # A spawned worker inherits "spawn" as its default start method, under which every
+    # multiprocessing lock (torchrl's storages and writers make a few per run, tqdm one)
+    # is registered with the resource tracker until it is freed; a worker terminated on
+    # an interruption then makes the tracker warn of "leaked semaphore objects". Runs
+    # start no processes, so "fork" costs nothing here, and its locks are unlinked at once.
+    multiprocessing.set_start_method("fork", force=True)
 
 
 def open_logs(

@@ -1,0 +1,155 @@
+"""SIGINT/SIGTERM stop ``drpo-rl bench`` cleanly, workers included, and it resumes exactly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import drpo_rl.benchmark.runner as runner
+from drpo_rl.benchmark import make_config, run_benchmark
+from drpo_rl.cli import main
+
+# 2 seeds x (3 references + bc + drpo): after the first record there are 9 runs left, a
+# few seconds of work on two workers, so the signal always lands mid-benchmark.
+ARGS = ["--preset", "tiny", "--seeds", "2", "--steps", "60", "--no-plots", "--no-progress"]
+CONFIG = make_config("tiny", seeds=(0, 1), steps=60)
+TOTAL = 10
+COMPARED = ("scenario", "algorithm", "seed", "kind", "metrics", "curve", "monitor", "hparams")
+MESSAGE = re.compile(
+    r"drpo-rl bench: interrupted after (\d+) of 10 runs \(0 finished earlier\); "
+    r"re-run with the same --out to resume"
+)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return run_benchmark(CONFIG, tmp_path_factory.mktemp("reference"), progress=False)
+
+
+def compared(records):
+    return [{field: record.get(field) for field in COMPARED} for record in records]
+
+
+def resume_matches(out: Path, uninterrupted) -> list[str]:
+    """Resume ``out`` in this process; its records must equal the uninterrupted run's."""
+    messages: list[str] = []
+    resumed = run_benchmark(CONFIG, out, progress=False, echo=messages.append)
+    assert compared(resumed.records) == compared(uninterrupted.records)
+    assert not list(out.rglob("*.ckpt.pt"))
+    return messages
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        found |= {int(child) for child in listing.read_text().split()}
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (orphans are re-parented to an init that may not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
+def interrupt_bench(out: Path, signum: int, *, whole_group: bool):
+    """Start ``drpo-rl bench --workers 2``, signal it once a run is saved, wait for it.
+
+    Returns its exit code, its stderr and its child processes (seen while it ran).
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drpo_rl.cli", "bench", *ARGS, "--workers", "2", "--out", out],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Its own process group: a terminal's Ctrl-C signals the whole group.
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / "runs").glob("*/*/seed-*.json")):
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "no run finished within 120 s"
+            time.sleep(0.05)
+        seen = {pid: command_line(pid) for pid in children(process.pid)}
+        if whole_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    workers = [pid for pid, line in seen.items() if "multiprocessing.spawn" in line]
+    assert len(workers) == 2, seen
+    # The resource tracker ends once its parent has gone; give it a moment.
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in seen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process.returncode, stderr, {pid for pid in seen if running(pid)}
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "whole_group"),
+    [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, True)],
+    ids=["sigterm", "ctrl-c-to-the-group"],
+)
+def test_signal_stops_workers_cleanly_and_resume_gives_the_same_numbers(
+    uninterrupted, tmp_path, signum, code, whole_group
+):
+    out = tmp_path / "out"
+    returncode, stderr, survivors = interrupt_bench(out, signum, whole_group=whole_group)
+    assert returncode == code, stderr
+    assert survivors == set()
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and MESSAGE.fullmatch(lines[0]), stderr
+    finished = int(MESSAGE.fullmatch(lines[0]).group(1))
+    assert 1 <= finished < TOTAL
+    assert finished == len(list((out / "runs").glob("*/*/seed-*.json")))
+    messages = resume_matches(out, uninterrupted)
+    assert messages[0].startswith(f"resuming {out}: skipping {finished} finished run(s): ")
+
+
+def test_sigterm_without_workers_stops_cleanly_and_resumes(
+    uninterrupted, tmp_path, monkeypatch, capsys
+):
+    calls, real = [], runner.evaluate
+
+    # SIGTERM arrives during the 3rd online evaluation (bc-expert's first, after oracle's
+    # and behaviour's): the single process is in the middle of a run.
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    assert main(["bench", *ARGS, "--workers", "1", "--out", str(out)]) == 143
+    assert capsys.readouterr().err == (
+        "drpo-rl bench: interrupted after 2 of 10 runs (0 finished earlier); "
+        "re-run with the same --out to resume\n"
+    )
+    # The command put the handlers it replaced back.
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    monkeypatch.undo()
+    assert resume_matches(out, uninterrupted)[0].startswith(f"resuming {out}: skipping 2 ")
