@@ -18,8 +18,12 @@ from drpo_rl.cli import main
 
 # 2 seeds x (3 references + bc + drpo): after the first record there are 9 runs left, a
 # few seconds of work on two workers, so the signal always lands mid-benchmark.
-ARGS = ["--preset", "tiny", "--seeds", "2", "--steps", "60", "--no-plots", "--no-progress"]
-CONFIG = make_config("tiny", seeds=(0, 1), steps=60)
+SIZES = {"seeds": (0, 1), "steps": 60, "log_samples": 500, "eval_users": 200}
+ARGS = [
+    *("--preset", "tiny", "--seeds", "2", "--steps", "60"),
+    *("--log-samples", "500", "--eval-users", "200", "--no-plots", "--no-progress"),
+]
+CONFIG = make_config("tiny", **SIZES)
 TOTAL = 10
 COMPARED = ("scenario", "algorithm", "seed", "kind", "metrics", "curve", "monitor", "hparams")
 MESSAGE = re.compile(
@@ -72,20 +76,24 @@ def command_line(pid: int) -> str:
 def interrupt_bench(out: Path, signum: int, *, whole_group: bool):
     """Start ``drpo-rl bench --workers 2``, signal it once a run is saved, wait for it.
 
-    Returns its exit code, its stderr and its child processes (seen while it ran).
+    Returns its exit code, its stderr, and those of its child processes (seen while it
+    ran) still running afterwards; any such survivor is then killed.
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "drpo_rl.cli", "bench", *ARGS, "--workers", "2", "--out", out],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        # Its own process group: a terminal's Ctrl-C signals the whole group.
-        start_new_session=True,
-    )
+    # A file, not a pipe: orphaned workers would hold a pipe open and hang the reading.
+    stderr_path = out.parent / "stderr.txt"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "drpo_rl.cli", "bench", *ARGS, "--workers", "2", "--out", out],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            # Its own process group: a terminal's Ctrl-C signals the whole group.
+            start_new_session=True,
+        )
+    seen: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 120
         while not list((out / "runs").glob("*/*/seed-*.json")):
-            assert process.poll() is None, process.communicate()[1]
+            assert process.poll() is None, stderr_path.read_text()
             assert time.monotonic() < deadline, "no run finished within 120 s"
             time.sleep(0.05)
         seen = {pid: command_line(pid) for pid in children(process.pid)}
@@ -93,18 +101,20 @@ def interrupt_bench(out: Path, signum: int, *, whole_group: bool):
             os.killpg(process.pid, signum)
         else:
             process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        # The resource tracker ends once its parent has gone; give it a moment.
+        deadline = time.monotonic() + 5
+        while any(running(pid) for pid in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = {pid for pid in seen if running(pid)}
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        for pid in [process.pid, *seen]:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
     workers = [pid for pid, line in seen.items() if "multiprocessing.spawn" in line]
     assert len(workers) == 2, seen
-    # The resource tracker ends once its parent has gone; give it a moment.
-    deadline = time.monotonic() + 10
-    while any(running(pid) for pid in seen) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return process.returncode, stderr, {pid for pid in seen if running(pid)}
+    return process.returncode, stderr_path.read_text(), survivors
 
 
 @pytest.mark.parametrize(

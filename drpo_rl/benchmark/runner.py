@@ -225,10 +225,12 @@ def _run_in_workers(
     A ProcessPoolExecutor rather than a multiprocessing Pool because it fails (with
     BrokenProcessPool) when a worker dies, where a Pool waits forever for the lost result.
     But neither its ``shutdown(cancel_futures=True)`` nor its context manager stops the
-    runs already in the workers (before Python 3.14's ``terminate_workers``), so on an
-    interruption or an error the workers are terminated here, by their handles. The
-    executor sees them die, fails the remaining futures and cleans up its queues, which
-    ``shutdown`` then waits for: no process or semaphore is left behind.
+    runs already in the workers (Python 3.14's ``terminate_workers`` would), so on an
+    interruption or an error the workers are terminated here, through the executor's
+    process handles. The executor sees them die, fails the remaining futures and cleans
+    up its queues, which ``shutdown`` then waits for: no process or semaphore is left
+    behind. An error in one run thus stops the others at once (they resume later) rather
+    than after every queued run.
     """
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
@@ -241,11 +243,12 @@ def _run_in_workers(
             future.result()
             finished(futures[future])
     except BaseException:
-        # Even a second Ctrl-C must not leave workers running: the signals wait until they
-        # are stopped (and are then raised, still as an interruption).
+        # A second Ctrl-C must not break off the clean-up and leave workers running:
+        # signals arriving meanwhile are held until it is done.
         with _signals_deferred(ignored_by_children=False):
             # No future.cancel() here: the executor fails the pending futures itself once
             # it sees its workers die (a cancelled one makes it stop half-way, in 3.11).
+            # _processes is private, but the only way to the workers before Python 3.14.
             _stop_workers(list(pool._processes.values()))
             pool.shutdown(wait=True)
         raise
