@@ -57,7 +57,6 @@ step "paper benchmark on $device ($workers workers)"
 within 90 "$python" -m drpo_rl.cli bench "${paper[@]}" --device "$device" --workers "$workers" \
   --out "$bench_dir" --no-progress
 echo "bench exit code: $? (124: stopped by the budget; re-run to resume)"
-pkill -9 -f multiprocessing.spawn 2>/dev/null # workers orphaned by a stop
 echo "finished runs: $(find "$bench_dir/runs" -name 'seed-*.json' 2>/dev/null | wc -l)"
 # Two archives: everything but the logs, and the records alone (small, if weights are many).
 tar -czf "$bench_dir.tar.gz" -C "$out" --exclude=logs "paper-$device"
