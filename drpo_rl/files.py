@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["fsync_path", "fsync_tree", "write_atomic"]
+__all__ = ["fsync_path", "fsync_tree", "remove_temporaries", "write_atomic"]
+
+
+_TEMPORARY_SUFFIX = ".tmp"
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
@@ -46,7 +49,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> No
     path = Path(path)
     # Hidden and unique: concurrent writers never share a temporary file, and globs for
     # the target's suffix (e.g. *.json) never match one.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}")
     try:
         write(tmp)
         fsync_path(tmp)
@@ -86,3 +89,24 @@ def fsync_tree(folder: str | os.PathLike) -> None:
             if not os.path.islink(os.path.join(parent, name)):
                 fsync_path(os.path.join(parent, name))
         fsync_path(parent)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Removes, under ``folder``, the temporary files of :func:`write_atomic` calls whose
+    process was killed mid-write (a kill skips the clean-up); returns them.
+
+    Only for a folder no one is writing to at the time: a live writer's temporary file
+    would go too (its rename then fails, and nothing is lost but that write).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (root / ".seed-0.json.0123abcd.tmp").write_text("half")
+        >>> write_atomic(root / "seed-0.json", lambda tmp: tmp.write_text("{}"))
+        >>> [p.name for p in remove_temporaries(root)], sorted(p.name for p in root.iterdir())
+        (['.seed-0.json.0123abcd.tmp'], ['seed-0.json'])
+    """
+    stale = sorted(Path(folder).rglob(f".*{_TEMPORARY_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -43,6 +43,7 @@ from drpo_rl.benchmark.store import ResultStore, RunKey
 from drpo_rl.benchmark.training import train
 from drpo_rl.console import quiet_torchrl
 from drpo_rl.evaluation import evaluate, oracle_policy
+from drpo_rl.files import remove_temporaries
 
 # Evaluation users are drawn from a seed far from the logs' seed, so that the simulated
 # users a policy is scored on are not the users whose interactions it learnt from.
@@ -158,6 +159,8 @@ def run_benchmark(
     config.validate()
     store = ResultStore(out_dir)
     store.check_settings(config.run_settings())
+    # Left by workers killed while writing a record or checkpoint; no one writes here yet.
+    remove_temporaries(store.root)
     keys = plan(config)
     skipped = [k for k in keys if store.has(k)]
     todo = [k for k in keys if not store.has(k)]

@@ -220,3 +220,18 @@ def test_fit_cache_leaves_no_partial_when_a_write_fails(ratings_file, tmp_path, 
     fit = load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
     assert fit.users.shape == (6, 3)
     assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".pt"]
+
+
+def test_benchmark_rerun_removes_temporaries_of_killed_writers(tmp_path):
+    from drpo_rl.benchmark import make_config, run_benchmark
+
+    config = make_config("tiny", algorithms=("bc",), references=(), steps=2, curve_points=1)
+    first = run_benchmark(config, tmp_path, progress=False, echo=lambda *_: None)
+    # What a worker killed inside write_atomic leaves: hidden temporaries beside the files.
+    run_dir = tmp_path / "runs" / "medium" / "bc"
+    planted = [run_dir / ".seed-0.json.0a1b.tmp", run_dir / ".seed-0.ckpt.pt.2c3d.tmp"]
+    for path in planted:
+        path.write_text("half")
+    again = run_benchmark(config, tmp_path, progress=False, echo=lambda *_: None)
+    assert not any(path.exists() for path in planted)
+    assert again.ran == [] and again.records == first.records
