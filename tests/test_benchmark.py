@@ -208,6 +208,26 @@ def test_cli_bench_runs_and_prints_the_table(tmp_path, capsys):
     assert (tmp_path / "results.csv").exists() and not (tmp_path / "reward.png").exists()
 
 
+def test_cli_env_set_changes_the_simulated_users_of_logs_and_evaluation(tmp_path, capsys):
+    args = ["bench", "--preset", "tiny", "--algorithms", "bc", "--references", "oracle"]
+    args += ["--steps", "2", "--log-samples", "200", "--eval-users", "100", "--seeds", "1"]
+    args += ["--out", str(tmp_path), "--no-progress", "--no-plots", "--workers", "1"]
+    assert main([*args, "--env-set", "num_items=20", "--env-set", "reward_noise=0"]) == 0
+    settings = json.loads((tmp_path / "benchmark.json").read_text())
+    assert settings["env_overrides"] == {"num_items": 20, "reward_noise": 0}
+    logs = json.loads((tmp_path / "logs" / "medium" / "seed-0" / "metadata.json").read_text())
+    assert logs["env"]["config"]["num_items"] == 20
+    assert logs["env"]["config"]["reward_noise"] == 0
+    oracle = ResultStore(tmp_path).load(RunKey("medium", "oracle", 0))["metrics"]
+    # Noiseless rewards: the oracle's observed reward is its latent reward.
+    assert oracle["reward"] == pytest.approx(oracle["latent_reward"])
+    capsys.readouterr()
+    # A field the config does not have: a one-line error naming the valid fields.
+    assert main([*args, "--env-set", "nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config field(s) ['nope']" in err and "reward_noise" in err
+
+
 def _sweep_records():
     records = []
     for noise, rewards in ((0, (0.8, 0.5)), (40, (0.7, 0.4)), (80, (0.6, 0.2))):

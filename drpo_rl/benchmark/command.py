@@ -28,21 +28,35 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def _hparam(text: str) -> tuple[str, str, object]:
-    """``algorithm.key=value`` with a JSON-ish value (number, bool, or string)."""
+def _value(raw: str) -> object:
+    """A command-line value: JSON if it parses (number, bool, list), else the string."""
     import json
 
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _hparam(text: str) -> tuple[str, str, object]:
+    """``algorithm.key=value`` with a JSON-ish value (number, bool, or string)."""
     target, sep, raw = text.partition("=")
     algorithm, dot, key = target.partition(".")
     if not (sep and dot and algorithm and key):
         raise argparse.ArgumentTypeError(
             f"expected ALGORITHM.KEY=VALUE (e.g. drpo.kappa=0.3), got {text!r}"
         )
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return algorithm, key, value
+    return algorithm, key, _value(raw)
+
+
+def _env_setting(text: str) -> tuple[str, object]:
+    """``key=value`` of the environment's config, with a JSON-ish value."""
+    key, sep, raw = text.partition("=")
+    if not (sep and key and "." not in key):
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE of the environment config (e.g. reward_noise=0.3), got {text!r}"
+        )
+    return key, _value(raw)
 
 
 def add_bench_command(subparsers) -> None:
@@ -85,6 +99,16 @@ def add_bench_command(subparsers) -> None:
         default=[],
         metavar="ALGO.KEY=VALUE",
         help="hyper-parameter override, repeatable (e.g. --set drpo.kappa=0.3)",
+    )
+    parser.add_argument(
+        "--env-set",
+        dest="env_settings",
+        action="append",
+        type=_env_setting,
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment config override, repeatable (e.g. --env-set reward_noise=0.3 "
+        "--env-set num_items=1000); the logs and the evaluation share it",
     )
     parser.add_argument(
         "--out",
@@ -195,6 +219,7 @@ def _bench(args: argparse.Namespace) -> int:
             eval_users=args.eval_users,
             device=args.device,
             hparams=hparams or None,
+            env_overrides={**PRESETS[args.preset].env_overrides, **dict(args.env_settings)} or None,
         )
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers must be a positive integer, got {args.workers}")

@@ -156,12 +156,13 @@ class BenchmarkConfig:
 
     def validate(self) -> None:
         """Check every name against its registry and the device; raises ``ValueError``."""
-        from envs import list_envs, make_env
+        from envs import make_env
 
         try:
+            # make_env's errors name the valid environments or config fields themselves.
             make_env(self.env, **self.env_overrides)
         except ValueError as error:
-            raise ValueError(f"env: {error} (valid envs: {', '.join(list_envs())})") from error
+            raise ValueError(f"env {self.env!r}: {error}") from error
         for scenario in self.scenarios:
             check_scenario(scenario)
         known = valid_algorithms()
