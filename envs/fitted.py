@@ -40,6 +40,7 @@ from envs import dynamics as rules
 from envs.catalogue import Catalogue
 from envs.config import UserSessionConfig, _is_int, _is_real, _require
 from envs.population import UserPopulation
+from envs.processes import process_alive
 from envs.ratings import RATINGS_FORMATS, Ratings, file_sha256, read_ratings
 from envs.simulator import SimulatedUsersEnv
 
@@ -344,22 +345,11 @@ def _remove_stale_partials(target: Path, *, older_than: float) -> None:
         if not (name.startswith(prefix) and name.endswith(suffix) and pid.isdigit()):
             continue
         try:
-            stale = not _process_alive(int(pid)) or partial.stat().st_mtime < older_than
+            stale = not process_alive(int(pid)) or partial.stat().st_mtime < older_than
         except FileNotFoundError:  # its writer just renamed or removed it
             continue
         if stale:
             partial.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    # envs never imports drpo_rl, whose dataset staging has the same test.
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 def fitted_world(

@@ -45,6 +45,7 @@ from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers import Sampler, Writer
 
 from drpo_rl.files import fsync_path, fsync_tree, write_atomic
+from envs.processes import process_alive
 from envs.ratings import TableError
 
 __all__ = ["FORMAT_VERSION", "OfflineLogs"]
@@ -162,15 +163,11 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             )
         # Once per open, not per sample: a NaN reward would otherwise surface as a NaN loss
         # far from its cause.
-        found = _first_non_finite(storage._storage)
-        if found is not None:
-            key, row, value = found
-            raise TableError(
-                _memmap_file(self.root / _STORAGE_DIR, key),
-                f"{_describe_row(row)}: expected finite numbers, found {value!r}; a dataset "
-                "holds no NaN or infinity",
-                column=key,
-            )
+        _refuse_non_finite(
+            storage._storage,
+            lambda key: _memmap_file(self.root / _STORAGE_DIR, key),
+            "a dataset holds no NaN or infinity",
+        )
         super().__init__(
             storage=storage,
             sampler=RandomSampler() if sampler is None else sampler,
@@ -325,15 +322,11 @@ class StagedDataset:
                 f"the storage holds {len(storage)} interactions but has room for "
                 f"{math.prod(shape)}; a dataset must be filled exactly"
             )
-        found = _first_non_finite(storage._storage)
-        if found is not None:
-            key, row, value = found
-            raise TableError(
-                self.path,
-                f"{_describe_row(row)}: expected finite numbers, found {value!r}; refusing to "
-                "write a dataset holding NaN or infinity",
-                column=key,
-            )
+        _refuse_non_finite(
+            storage._storage,
+            lambda key: self.path,
+            "refusing to write a dataset holding NaN or infinity",
+        )
         # Zero-copy: the storage already lives in storage_dir; this adds TorchRL's index file.
         storage.dumps(self.storage_dir)
         # The tensors were written through memory maps: on the disk only once fsync'ed.
@@ -509,6 +502,21 @@ def _is_leaf_or_non_tensor(cls: type) -> bool:
 _FINITE_CHECK_ROWS = 1 << 16
 
 
+def _refuse_non_finite(
+    data: TensorDictBase, file_of: Callable[[Any], Path], consequence: str
+) -> None:
+    """Raise a TableError naming ``file_of(key)``, the key, the first row and the value of
+    ``data``'s first NaN or infinity, followed by ``consequence``."""
+    found = _first_non_finite(data)
+    if found is not None:
+        key, row, value = found
+        raise TableError(
+            file_of(key),
+            f"{_describe_row(row)}: expected finite numbers, found {value!r}; {consequence}",
+            column=key,
+        )
+
+
 def _first_non_finite(data: TensorDictBase) -> tuple[Any, tuple[int, ...], float] | None:
     """The first NaN or infinity of ``data``'s floating-point leaves, as ``(key, batch
     index, value)`` (keys in storage order, rows in order within a key), or None."""
@@ -554,7 +562,7 @@ def _remove_abandoned_stagings(path: Path) -> None:
     """Deletes staging folders of ``path`` whose writing process no longer runs, saying so."""
     for candidate in path.parent.glob(f".{path.name}.partial-*"):
         pid = candidate.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             # A log record, not a warning: restarting is the expected recovery, not a fault.
             log.warning(
                 "found an interrupted write of %s at %s (process %s no longer runs); "
@@ -564,13 +572,3 @@ def _remove_abandoned_stagings(path: Path) -> None:
                 pid,
             )
             shutil.rmtree(candidate, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
