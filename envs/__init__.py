@@ -18,7 +18,7 @@ Example:
 
 from envs.catalogue import Catalogue
 from envs.config import RecSimConfig, UserSessionConfig
-from envs.factory import list_envs, make_env
+from envs.factory import EnvSpec, list_envs, make_env
 from envs.gym_env import SimulatedUsersGymEnv
 from envs.gym_vector import SimulatedUsersVectorEnv
 from envs.population import UserPopulation
@@ -31,6 +31,7 @@ register_envs()
 
 __all__ = [
     "Catalogue",
+    "EnvSpec",
     "RecSimBandit",
     "RecSimBanditDiscrete",
     "RecSimConfig",

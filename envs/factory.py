@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import torch
 
 from envs.devices import check_device
@@ -74,3 +78,78 @@ def make_env(
     device = check_device(device)
     config = cls.default_config(**overrides)
     return cls(config, num_envs=num_envs, device=device, seed=seed)
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Which simulated world to build: an environment name plus config overrides.
+
+    The one value that code passes down instead of a name and a dict of overrides. It is
+    checked when made (unknown name or field -> `ValueError`), hashable, and round-trips
+    through JSON (`to_json` / `from_json`), so runs can record and compare it.
+
+    Example:
+        >>> from envs import EnvSpec
+        >>> spec = EnvSpec("RecSimBanditDiscrete", {"num_items": 20})
+        >>> spec.config.num_items, spec.make(num_envs=4, seed=0).batch_size
+        (20, torch.Size([4]))
+        >>> EnvSpec.from_json(spec.to_json()) == spec
+        True
+        >>> EnvSpec("RecSimBandit", {"num_itemz": 5})
+        Traceback (most recent call last):
+        ...
+        envs.config.UnknownConfigFieldError: RecSimConfig got an unexpected keyword argument \
+'num_itemz' ...
+    """
+
+    name: str
+    overrides: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", resolve_name(self.name))
+        if not isinstance(self.overrides, Mapping):
+            raise ValueError(
+                f"overrides: expected a mapping of config fields, got {self.overrides!r}"
+            )
+        # Sorted and frozen, so that equal specs hash equal whatever the order given.
+        frozen = tuple(
+            sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.overrides.items())
+        )
+        object.__setattr__(self, "overrides", _FrozenOverrides(frozen))
+        self.config  # noqa: B018 - validates the overrides now, not at the first build
+
+    @property
+    def config(self):
+        """The env's resolved config (defaults with the overrides applied)."""
+        return ENV_CLASSES[self.name].default_config(**dict(self.overrides))
+
+    def make(self, **kwargs: object) -> SimulatedUsersEnv:
+        """`make_env(self.name, **kwargs, **self.overrides)`."""
+        return make_env(self.name, **kwargs, **dict(self.overrides))
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "overrides": dict(self.overrides)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EnvSpec:
+        data = json.loads(text)
+        return cls(data["name"], data.get("overrides", {}))
+
+
+class _FrozenOverrides(dict):
+    """A read-only, hashable dict of config overrides (values must be hashable)."""
+
+    def __init__(self, items: tuple) -> None:
+        super().__init__(items)
+        self._items = items
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(self._items)
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("EnvSpec overrides are read-only; make a new EnvSpec")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+
+    def __repr__(self) -> str:
+        return repr(dict(self._items))
