@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,11 @@ class Catalogue:
             centres=centres.to(device),
             mixture_weights=weights.to(device),
         )
+
+    @functools.cached_property
+    def popularity_cdf(self) -> torch.Tensor:
+        """Cumulative popularity [N], for drawing items by popularity (inverse CDF)."""
+        return self.popularity.cumsum(0)
 
     @property
     def num_items(self) -> int:

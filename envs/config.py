@@ -9,22 +9,22 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
 
-ACTION_TYPES = ("embedding", "item")
+from envs import actions
+from envs.common.checks import check_choice, check_int, check_number, fail, is_int, is_real
+
+
+def _field(name: str) -> str:
+    return f"config field {name!r}"
+
+
+# The names envs/fitted.py imports today (MERGE: remove once it calls envs.common.checks).
+_is_int, _is_real = is_int, is_real
 
 
 def _require(condition: bool, field: str, expected: str, value: object) -> None:
     if not condition:
-        raise ValueError(f"config field {field!r}: expected {expected}, got {value!r}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        fail(_field(field), expected, value)
 
 
 class UnknownConfigFieldError(ValueError, TypeError):
@@ -112,63 +112,33 @@ class RecSimConfig:
     delta: float = 0.5
     reward_noise: float = 0.1
     observation_noise: float = 0.1
-    action_type: Literal["embedding", "item"] = "embedding"
+    action_type: str = "embedding"  # a name of envs.actions.names()
 
     def __post_init__(self) -> None:
         self._validate()
 
     def _validate(self) -> None:
         for name in ("num_items", "embedding_dim", "num_clusters"):
-            value = getattr(self, name)
-            _require(_is_int(value) and value >= 1, name, "an integer >= 1", value)
-        _require(_is_int(self.catalogue_seed), "catalogue_seed", "an integer", self.catalogue_seed)
+            check_int(_field(name), getattr(self, name))
+        if not is_int(self.catalogue_seed):
+            fail(_field("catalogue_seed"), "an integer", self.catalogue_seed)
         if self.mixture_weights is not None:
-            weights = self.mixture_weights
-            _require(
-                isinstance(weights, (tuple, list)) and len(weights) == self.num_clusters,
-                "mixture_weights",
-                f"None or a sequence of num_clusters={self.num_clusters} numbers",
-                weights,
-            )
-            _require(
-                all(_is_real(w) and math.isfinite(w) and w >= 0 for w in weights),
-                "mixture_weights",
-                "finite numbers >= 0",
-                weights,
-            )
-            _require(sum(weights) > 0, "mixture_weights", "a positive sum", weights)
+            weights, name = self.mixture_weights, _field("mixture_weights")
+            if not (isinstance(weights, (tuple, list)) and len(weights) == self.num_clusters):
+                fail(
+                    name, f"None or a sequence of num_clusters={self.num_clusters} numbers", weights
+                )
+            if not all(is_real(w) and math.isfinite(w) and w >= 0 for w in weights):
+                fail(name, "finite numbers >= 0", weights)
+            if not sum(weights) > 0:
+                fail(name, "a positive sum", weights)
             # A list would make the frozen config unhashable; store the tuple it means.
             object.__setattr__(self, "mixture_weights", tuple(float(w) for w in weights))
         for name in ("cluster_spread", "user_spread", "reward_noise", "observation_noise"):
-            value = getattr(self, name)
-            _require(
-                _is_real(value) and math.isfinite(value) and value >= 0,
-                name,
-                "a finite number >= 0",
-                value,
-            )
-        for name in ("delta",):
-            value = getattr(self, name)
-            _require(
-                _is_real(value) and math.isfinite(value) and value > 0,
-                name,
-                "a finite number > 0",
-                value,
-            )
-        _require(
-            _is_real(self.zipf_exponent)
-            and math.isfinite(self.zipf_exponent)
-            and self.zipf_exponent >= 0,
-            "zipf_exponent",
-            "a finite number >= 0",
-            self.zipf_exponent,
-        )
-        _require(
-            self.action_type in ACTION_TYPES,
-            "action_type",
-            f"one of {ACTION_TYPES}",
-            self.action_type,
-        )
+            check_number(_field(name), getattr(self, name), minimum=0)
+        check_number(_field("delta"), self.delta, minimum=0, strict=True)
+        check_number(_field("zipf_exponent"), self.zipf_exponent, minimum=0)
+        check_choice(_field("action_type"), self.action_type, actions.names())
 
     def dynamics(self) -> SessionDynamics:
         """The bandit: one step, users never change, nothing but u* is observed."""
@@ -228,7 +198,7 @@ class UserSessionConfig(RecSimConfig):
         ValueError: config field 'fatigue_decay': expected a number in [0, 1), got 1.5
     """
 
-    action_type: Literal["embedding", "item"] = "item"
+    action_type: str = "item"
     max_length: int = 20
     drift_rate: float = 0.1
     fatigue_strength: float = 0.3
@@ -238,44 +208,14 @@ class UserSessionConfig(RecSimConfig):
 
     def _validate(self) -> None:
         super()._validate()
-        _require(
-            _is_int(self.max_length) and self.max_length >= 1,
-            "max_length",
-            "an integer >= 1",
-            self.max_length,
-        )
-        _require(
-            _is_int(self.history_length) and self.history_length >= 0,
-            "history_length",
-            "an integer >= 0",
-            self.history_length,
-        )
-        _require(
-            _is_real(self.drift_rate) and 0 <= self.drift_rate <= 1,
-            "drift_rate",
-            "a number in [0, 1]",
-            self.drift_rate,
-        )
-        _require(
-            _is_real(self.fatigue_strength)
-            and math.isfinite(self.fatigue_strength)
-            and self.fatigue_strength >= 0,
-            "fatigue_strength",
-            "a finite number >= 0",
-            self.fatigue_strength,
-        )
-        _require(
-            _is_real(self.fatigue_decay) and 0 <= self.fatigue_decay < 1,
-            "fatigue_decay",
-            "a number in [0, 1)",
-            self.fatigue_decay,
-        )
-        _require(
-            _is_real(self.patience) and self.patience > 0,
-            "patience",
-            "a number > 0 (math.inf for no leave model)",
-            self.patience,
-        )
+        check_int(_field("max_length"), self.max_length)
+        check_int(_field("history_length"), self.history_length, minimum=0)
+        check_number(_field("drift_rate"), self.drift_rate, minimum=0, maximum=1)
+        check_number(_field("fatigue_strength"), self.fatigue_strength, minimum=0)
+        if not (is_real(self.fatigue_decay) and 0 <= self.fatigue_decay < 1):
+            fail(_field("fatigue_decay"), "a number in [0, 1)", self.fatigue_decay)
+        if not (is_real(self.patience) and self.patience > 0):
+            fail(_field("patience"), "a number > 0 (math.inf for no leave model)", self.patience)
 
     def dynamics(self) -> SessionDynamics:
         return SessionDynamics(

@@ -2,17 +2,28 @@
 
 Every environment of the suite (bandit, session, their Gymnasium faces) runs these and
 only these, so each rule lives here once. Shapes: B users, N items, C clusters, d dims,
-K history slots. Nothing here synchronises with the device.
+K history slots. A user state is a dict of [B, ...] tensors (see `new_users`). Nothing
+here synchronises with the device, and nothing builds a [B, N] tensor: rules that score
+items take the items to score (a slice of ids for a chunk, or one id per user).
 """
 
 from __future__ import annotations
 
 import torch
-from tensordict import TensorDict
 
+from envs import chunks
 from envs.catalogue import Catalogue
 from envs.config import RecSimConfig, SessionDynamics
 from envs.population import UserPopulation
+
+#: A user state: preference, view_offset, step, and (when the dynamics use them)
+#: patience, fatigue, history_items, history_rewards; each a [B, ...] tensor.
+State = dict[str, torch.Tensor]
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (`torch.nn.functional.normalize`'s result, in fewer ops)."""
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def sample_preferences(
@@ -21,10 +32,15 @@ def sample_preferences(
     """Unit-length latent preferences u* [B, d]: a population row picked by its weight,
     plus N(0, spread^2 I), normalised."""
     device = population.device
-    row = torch.multinomial(population.weights, num_users, replacement=True, generator=generator)
+    # Inverse CDF: one uniform per user (torch.multinomial costs ~10x more per call).
+    cdf = population.cdf
+    uniform = torch.rand(num_users, generator=generator, device=device)
+    row = torch.searchsorted(cdf, uniform * cdf[-1], right=True).clamp_(max=cdf.shape[0] - 1)
     table = population.preferences
+    if spread == 0.0:
+        return unit(table[row])
     noise = torch.randn(num_users, table.shape[1], generator=generator, device=device)
-    return torch.nn.functional.normalize(table[row] + spread * noise, dim=-1)
+    return unit(table[row] + spread * noise)
 
 
 def affinity_of_cosine(
@@ -32,12 +48,10 @@ def affinity_of_cosine(
 ) -> torch.Tensor:
     """The reward rule exp(-(1 - cos) / (2 delta^2)), elementwise on cosines.
 
-    The one statement of the rule: `affinity` (every item for every user, the env) and
-    `pair_affinity` (matched pairs, the fit) both call it. Differentiable in `cosine`
-    and `delta` (which may be a tensor) when `out` is None; `out=cosine` computes in the
-    cosine's own buffer instead (the env's step, where the [B, N] buffers are
-    memory-bound: the rule runs ~12% faster at 65k users x 100 items on the CPU; no
-    autograd).
+    The one statement of the rule: `affinity` (a chunk of items for every user) and
+    `pair_affinity` (matched pairs: the item shown, the fit) both call it. Differentiable
+    in `cosine` and `delta` (which may be a tensor) when `out` is None; `out=cosine`
+    computes in the cosine's own buffer instead (no autograd; spares a buffer per chunk).
 
     Example:
         >>> import torch
@@ -50,12 +64,12 @@ def affinity_of_cosine(
     return torch.exp(torch.clamp(scaled, max=0.0, out=out), out=out)
 
 
-def affinity(unit_embeddings: torch.Tensor, preference: torch.Tensor, delta: float) -> torch.Tensor:
-    """The reward rule for every item e and user u: [B, N].
+def affinity(unit_items: torch.Tensor, preference: torch.Tensor, delta: float) -> torch.Tensor:
+    """The reward rule for every item of `unit_items` [n, d] and every user: [B, n].
 
-    `unit_embeddings` [N, d] and `preference` [B, d] must both have unit rows.
+    `unit_items` and `preference` [B, d] must both have unit rows.
     """
-    cosine = preference @ unit_embeddings.T
+    cosine = preference @ unit_items.T
     return affinity_of_cosine(cosine, delta, out=cosine)
 
 
@@ -77,38 +91,79 @@ def pair_affinity(
     return affinity_of_cosine((unit_items * preference).sum(-1), delta)
 
 
-def fatigue_factor(fatigue: torch.Tensor, cluster: torch.Tensor, strength: float) -> torch.Tensor:
-    """exp(-strength * fatigue[u, cluster(e)]) for every item e and user u: [B, N]."""
-    # exp over the C clusters, then spread to the N items (C << N).
-    return torch.exp(-strength * fatigue).index_select(1, cluster)
-
-
-def item_rewards(
+def latent_rewards(
     catalogue: Catalogue,
-    preference: torch.Tensor,
-    fatigue: torch.Tensor,
-    delta: float,
-    fatigue_strength: float,
+    config: RecSimConfig,
+    dynamics: SessionDynamics,
+    state: State,
+    items: torch.Tensor,
 ) -> torch.Tensor:
-    """The noiseless (latent) reward of every item for every user's current state: [B, N]."""
-    rewards = affinity(catalogue.unit_embeddings, preference, delta)
-    if fatigue_strength != 0.0:
-        rewards = rewards * fatigue_factor(fatigue, catalogue.cluster, fatigue_strength)
+    """Noiseless reward of `items` for each user: items int64 [B] -> [B], [B, k] -> [B, k].
+
+    O(B k d): only the given items are touched.
+    """
+    many = items.dim() == 2
+    preference = state["preference"].unsqueeze(1) if many else state["preference"]
+    rewards = pair_affinity(catalogue.unit_embeddings[items], preference, config.delta)
+    fatigue = state.get("fatigue")
+    if fatigue is not None:
+        cluster = catalogue.cluster[items]
+        index = cluster if many else cluster.unsqueeze(-1)
+        level = fatigue.gather(-1, index)
+        rewards = rewards * torch.exp(-dynamics.fatigue_strength * (level if many else level[:, 0]))
     return rewards
 
 
-def decode_embedding(action: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
-    """The item of highest cosine similarity to each action embedding: int64 [B].
+def reward_table(
+    catalogue: Catalogue,
+    config: RecSimConfig,
+    dynamics: SessionDynamics,
+    state: State,
+    items: slice,
+) -> torch.Tensor:
+    """Noiseless reward of the items `items` (a slice of ids) for every user: [B, n]."""
+    rewards = affinity(catalogue.unit_embeddings[items], state["preference"], config.delta)
+    fatigue = state.get("fatigue")
+    if fatigue is not None:
+        # exp over the C clusters, then spread to the chunk's items (C << N).
+        factor = torch.exp(-dynamics.fatigue_strength * fatigue)
+        rewards = rewards * factor.index_select(1, catalogue.cluster[items])
+    return rewards
 
-    The action's own norm scales a whole row, so it cannot change the argmax.
+
+def best_items(
+    catalogue: Catalogue,
+    config: RecSimConfig,
+    dynamics: SessionDynamics,
+    state: State,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The oracle: (each user's best item int64 [B], its noiseless reward [B]), exact.
+
+    The reward exp((cos - 1) / (2 delta^2)) exp(-s f[c]) is increasing in
+    cos / (2 delta^2) - s f[c], so the chunks are compared on that score (one matrix
+    product per chunk, no exp); the winner's reward is the rule's own value.
     """
-    return (action @ unit_embeddings.T).argmax(dim=-1)
+    preference = state["preference"] * (1.0 / (2.0 * config.delta * config.delta))
+    fatigue = state.get("fatigue")
+    penalty = None if fatigue is None else dynamics.fatigue_strength * fatigue
+
+    def score(items: slice) -> torch.Tensor:
+        scores = preference @ catalogue.unit_embeddings[items].T
+        if penalty is not None:
+            scores = scores - penalty.index_select(1, catalogue.cluster[items])
+        return scores
+
+    _, items = chunks.argmax(score, catalogue.num_items, chunk_size)
+    return items, latent_rewards(catalogue, config, dynamics, state, items)
 
 
 def observe_reward(
     latent: torch.Tensor, noise_std: float, generator: torch.Generator
 ) -> torch.Tensor:
     """clip(latent + N(0, noise_std^2), 0, 1), same shape as `latent`."""
+    if noise_std == 0.0:
+        return latent.clamp(0.0, 1.0)
     noise = torch.randn(latent.shape, generator=generator, device=latent.device)
     return (latent + noise_std * noise).clamp_(0.0, 1.0)
 
@@ -118,7 +173,7 @@ def drift_preference(
 ) -> torch.Tensor:
     """Move each preference toward the consumed item, in proportion to the engagement."""
     step = (rate * engagement).unsqueeze(-1)
-    return torch.nn.functional.normalize((1.0 - step) * preference + step * item_unit, dim=-1)
+    return unit((1.0 - step) * preference + step * item_unit)
 
 
 def new_users(
@@ -128,35 +183,31 @@ def new_users(
     dynamics: SessionDynamics,
     num_users: int,
     generator: torch.Generator,
-) -> TensorDict:
+) -> State:
     """Freshly arrived users, drawn from `population`: their whole state at the start of an
-    episode."""
+    episode. Only what the dynamics use is kept (no fatigue without fatigue, ...)."""
     device = catalogue.device
     d = catalogue.embeddings.shape[1]
     k = dynamics.history_length
-    preference = sample_preferences(population, num_users, config.user_spread, generator)
-    view_offset = config.observation_noise * torch.randn(
-        num_users, d, generator=generator, device=device
-    )
-    fatigue = torch.zeros(num_users, catalogue.num_clusters, device=device)
-    return TensorDict(
-        {
-            "preference": preference,
-            "view_offset": view_offset,
-            "fatigue": fatigue,
-            "patience": torch.full((num_users,), dynamics.patience, device=device),
-            "step": torch.zeros(num_users, dtype=torch.int64, device=device),
-            "history_items": torch.full((num_users, k), -1, dtype=torch.int64, device=device),
-            "history_rewards": torch.zeros(num_users, k, device=device),
-            # No fatigue yet: the factor is exactly 1.
-            "item_rewards": affinity(catalogue.unit_embeddings, preference, config.delta),
-        },
-        batch_size=[num_users],
-        device=device,
-    )
+    state = {"preference": sample_preferences(population, num_users, config.user_spread, generator)}
+    if config.observation_noise == 0.0:
+        state["view_offset"] = torch.zeros(num_users, d, device=device)
+    else:
+        state["view_offset"] = config.observation_noise * torch.randn(
+            num_users, d, generator=generator, device=device
+        )
+    state["step"] = torch.zeros(num_users, dtype=torch.int64, device=device)
+    if dynamics.patience != float("inf"):
+        state["patience"] = torch.full((num_users,), dynamics.patience, device=device)
+    if dynamics.fatigue_strength != 0.0:
+        state["fatigue"] = torch.zeros(num_users, catalogue.num_clusters, device=device)
+    if k > 0:
+        state["history_items"] = torch.full((num_users, k), -1, dtype=torch.int64, device=device)
+        state["history_rewards"] = torch.zeros(num_users, k, device=device)
+    return state
 
 
-def observe(catalogue: Catalogue, state: TensorDict, dynamics: SessionDynamics) -> torch.Tensor:
+def observe(catalogue: Catalogue, state: State, dynamics: SessionDynamics) -> torch.Tensor:
     """The observation [B, obs_dim] of each user's state, laid out as `observation_layout`.
 
     noisy u (d) | embeddings of the K most recent items, most recent first, zeros for empty
@@ -164,10 +215,10 @@ def observe(catalogue: Catalogue, state: TensorDict, dynamics: SessionDynamics) 
     """
     parts = [state["preference"] + state["view_offset"]]
     if dynamics.history_length > 0:
-        # Empty slots (-1) index an appended zero row: -1 % (N + 1) == N.
-        table = torch.nn.functional.pad(catalogue.embeddings, (0, 0, 0, 1))
-        rows = state["history_items"].remainder(catalogue.num_items + 1)
-        parts += [table[rows].flatten(1), state["history_rewards"]]
+        items = state["history_items"]
+        empty = (items < 0).unsqueeze(-1)
+        shown = catalogue.embeddings[items.clamp_min(0)].masked_fill(empty, 0.0)
+        parts += [shown.flatten(1), state["history_rewards"]]
     if dynamics.observe_step:
         parts.append((state["step"].to(torch.float32) / dynamics.max_length).unsqueeze(-1))
     return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
@@ -200,10 +251,10 @@ def consume(
     catalogue: Catalogue,
     config: RecSimConfig,
     dynamics: SessionDynamics,
-    state: TensorDict,
+    state: State,
     item: torch.Tensor,
     generator: torch.Generator,
-) -> tuple[TensorDict, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[State, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Show `item` [B] to every user: (next state, observed reward, latent reward, leaves).
 
     Order of the rules: the reward is drawn from the current state; then the preference
@@ -211,14 +262,15 @@ def consume(
     fatigue, patience drops by (1 - reward), and the user leaves once patience is spent or
     `max_length` items were shown. Returns new tensors; `state` is not modified.
     """
-    latent = state["item_rewards"].gather(-1, item.unsqueeze(-1)).squeeze(-1)
+    latent = latent_rewards(catalogue, config, dynamics, state, item)
     reward = observe_reward(latent, config.reward_noise, generator)
     step = state["step"] + 1
-    patience = state["patience"] - (1.0 - reward)
-    leaves = (patience <= 0) | (step >= dynamics.max_length)
-    next_state = state.clone(recurse=False)
-    next_state["step"] = step
-    next_state["patience"] = patience
+    next_state = dict(state, step=step)
+    leaves = step >= dynamics.max_length
+    if "patience" in state:
+        patience = state["patience"] - (1.0 - reward)
+        next_state["patience"] = patience
+        leaves = leaves | (patience <= 0)
     if dynamics.history_length > 0:
         next_state["history_items"] = torch.cat(
             [item.unsqueeze(-1), state["history_items"][:, :-1]], dim=-1
@@ -226,21 +278,11 @@ def consume(
         next_state["history_rewards"] = torch.cat(
             [reward.unsqueeze(-1), state["history_rewards"][:, :-1]], dim=-1
         )
-    if not dynamics.static_users:
-        preference = state["preference"]
-        if dynamics.drift_rate != 0.0:
-            preference = drift_preference(
-                preference, catalogue.unit_embeddings[item], reward, dynamics.drift_rate
-            )
-        fatigue = state["fatigue"]
-        if dynamics.fatigue_strength != 0.0:
-            clusters = torch.nn.functional.one_hot(
-                catalogue.cluster[item], catalogue.num_clusters
-            ).to(fatigue.dtype)
-            fatigue = dynamics.fatigue_decay * fatigue + clusters
-        next_state["preference"] = preference
-        next_state["fatigue"] = fatigue
-        next_state["item_rewards"] = item_rewards(
-            catalogue, preference, fatigue, config.delta, dynamics.fatigue_strength
+    if dynamics.drift_rate != 0.0:
+        next_state["preference"] = drift_preference(
+            state["preference"], catalogue.unit_embeddings[item], reward, dynamics.drift_rate
         )
+    if "fatigue" in state:
+        clusters = torch.nn.functional.one_hot(catalogue.cluster[item], catalogue.num_clusters)
+        next_state["fatigue"] = dynamics.fatigue_decay * state["fatigue"] + clusters
     return next_state, reward, latent, leaves

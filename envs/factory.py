@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -60,6 +60,8 @@ def make_env(
     num_envs: int = 1,
     device: torch.device | str = "cpu",
     seed: int | None = None,
+    privileged: Iterable[str] = (),
+    chunk_size: int | None = None,
     **overrides: object,
 ) -> SimulatedUsersEnv:
     """Build the batched TorchRL env `name` for `num_envs` users on `device`.
@@ -67,6 +69,8 @@ def make_env(
     `overrides` are fields of the env's dataclass config (unknown ones raise `ValueError`
     listing the valid fields). `seed` seeds the env's own `torch.Generator`. A device that
     does not exist here raises `ValueError` listing the valid ones (`envs.devices`).
+    `privileged` adds privileged keys to the outputs and `chunk_size` sets the items per
+    chunk of catalogue-wide computations (see `SimulatedUsersEnv`).
 
     Example:
         >>> from envs import make_env
@@ -77,7 +81,14 @@ def make_env(
     cls = ENV_CLASSES[resolve_name(name)]
     device = check_device(device)
     config = cls.default_config(**overrides)
-    return cls(config, num_envs=num_envs, device=device, seed=seed)
+    return cls(
+        config,
+        num_envs=num_envs,
+        device=device,
+        seed=seed,
+        privileged=privileged,
+        chunk_size=chunk_size,
+    )
 
 
 @dataclass(frozen=True)

@@ -645,6 +645,7 @@ class FittedRatings(SimulatedUsersEnv):
         num_envs: int = 1,
         device: torch.device | str = "cpu",
         seed: int | None = None,
+        **options: object,
     ) -> None:
         config = self.checked_config(config)  # before the fit, which reads its fields
         fit = load_or_fit(
@@ -671,7 +672,7 @@ class FittedRatings(SimulatedUsersEnv):
         # Set before the core's __init__, which calls the two hooks below.
         self.fitted = fit
         resolved = dataclasses.replace(config, num_items=fit.num_items, delta=fit.delta)
-        super().__init__(resolved, num_envs=num_envs, device=device, seed=seed)
+        super().__init__(resolved, num_envs=num_envs, device=device, seed=seed, **options)
 
     def _make_catalogue(self, config: FittedRatingsConfig) -> Catalogue:
         return fitted_world(

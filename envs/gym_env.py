@@ -17,34 +17,45 @@ def single_spaces(core: SimulatedUsersEnv) -> tuple[spaces.Space, spaces.Space]:
     """(observation space, action space) of one user of `core`."""
     obs_dim = core.observation_spec["observation"].shape[-1]
     observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32)
-    if core.config.action_type == "item":
-        action_space: spaces.Space = spaces.Discrete(core.config.num_items)
-    else:
-        # Decoding is by cosine, so the box reaches every item; Gymnasium's checker warns on
-        # infinite action bounds. Actions outside it are still accepted, as in the core.
-        action_space = spaces.Box(-1.0, 1.0, shape=(core.config.embedding_dim,), dtype=np.float32)
-    return observation_space, action_space
+    return observation_space, core.action_kind.space(core)
+
+
+def privileged_info(core: SimulatedUsersEnv, row: slice | int) -> dict[str, Any]:
+    """The privileged entries `core` was asked for (`privileged=`), for Gymnasium's info."""
+    info: dict[str, Any] = {}
+    if "oracle" in core.privileged:
+        best = core.oracle()
+        # Copies: the oracle is cached while the users stay, and Gymnasium's users keep infos.
+        info["oracle_item"] = best["item"][row].cpu().numpy().copy()
+        info["oracle_reward"] = best["reward"][row].cpu().numpy().copy()
+    if "item_rewards" in core.privileged:
+        info["item_rewards"] = core.reward_table()[row].cpu().numpy()
+    return info
 
 
 class SimulatedUsersGymEnv(gym.Env):
     """One simulated user as a `gymnasium.Env`, adapting the batched TorchRL core.
 
-    Registered as `drpo_rl/RecSimBandit-v0`, `drpo_rl/RecSimBanditDiscrete-v0` and
-    `drpo_rl/UserSession-v0`; the dynamics, spaces and rewards are those of the batched
-    env of the same name (see its docstring), with numpy in and out. `reset(seed=s)` seeds
-    the core's generator, so the same seed and actions give exactly the observations and
-    rewards of `make_env(name, num_envs=1, seed=s)`.
+    Registered as `drpo_rl/<name>-v0` for every env of `envs.list_envs()`; the dynamics,
+    spaces and rewards are those of the batched env of the same name (see its docstring),
+    with numpy in and out. `reset(seed=s)` seeds the core's generator, so the same seed and
+    actions give exactly the observations and rewards of `make_env(name, num_envs=1,
+    seed=s)`. The core runs as a batch of one through its own rules, without TorchRL's
+    per-step machinery (which costs more than a one-user step).
 
-    `info` holds the privileged entries: "item_rewards" (float32 [N], after reset and
-    step), and after a step "item" (int) and "latent_reward" (float).
+    `info` holds, after a step, "item" (int, the item shown) and "latent_reward" (float,
+    its noiseless reward); with `privileged=("oracle",)` also "oracle_item" and
+    "oracle_reward", and with `privileged=("item_rewards",)` the full table [N] (after
+    reset and step).
 
     Example:
         >>> import gymnasium as gym
         >>> import envs
-        >>> env = gym.make("drpo_rl/RecSimBanditDiscrete-v0", num_items=10)
+        >>> env = gym.make("drpo_rl/RecSimBanditDiscrete-v0", num_items=10,
+        ...                privileged=("oracle",))
         >>> obs, info = env.reset(seed=0)
-        >>> obs.shape, info["item_rewards"].shape
-        ((16,), (10,))
+        >>> obs.shape, int(info["oracle_item"]) in range(10)
+        ((16,), True)
         >>> obs, reward, terminated, truncated, info = env.step(3)
         >>> info["item"], terminated, truncated, 0.0 <= reward <= 1.0
         (3, True, False, True)
@@ -52,55 +63,39 @@ class SimulatedUsersGymEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, name: str = "RecSimBandit", render_mode: None = None, **overrides):
+    def __init__(
+        self,
+        name: str = "RecSimBandit",
+        render_mode: None = None,
+        privileged: tuple[str, ...] = (),
+        **overrides,
+    ):
         if render_mode is not None:
             raise ValueError(f"render_mode: expected None (no rendering), got {render_mode!r}")
-        self.core = make_env(name, num_envs=1, device="cpu", **overrides)
+        self.core = make_env(name, num_envs=1, device="cpu", privileged=privileged, **overrides)
         self.observation_space, self.action_space = single_spaces(self.core)
-        self._td = None
+        self._started = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if seed is not None:
             self.core.set_seed(seed)
-        self._td = self.core.reset()
-        return self._td["observation"][0].numpy(), {
-            "item_rewards": self._td["item_rewards"][0].numpy().copy()
-        }
+        self.core._arrive()
+        self._started = True
+        return self.core._observation()[0].numpy(), privileged_info(self.core, 0)
 
     def step(self, action):
-        if self._td is None:
+        if not self._started:
             raise RuntimeError("call reset() before step()")
-        self._td["action"] = self._to_tensor(action)
-        out = self.core.step(self._td)["next"]
-        self._td = out.exclude("reward", "done", "terminated", "truncated")
-        info = {
-            "item": int(out["item"][0]),
-            "latent_reward": float(out["latent_reward"][0, 0]),
-            "item_rewards": out["item_rewards"][0].numpy().copy(),
-        }
-        return (
-            out["observation"][0].numpy(),
-            float(out["reward"][0, 0]),
-            bool(out["terminated"][0, 0]),
-            bool(out["truncated"][0, 0]),
-            info,
-        )
-
-    def _to_tensor(self, action) -> torch.Tensor:
-        """One user's action as the core's batch of one, checking it against the space."""
-        if isinstance(self.action_space, spaces.Discrete):
-            array = np.asarray(action)
-            if array.shape != () or not np.issubdtype(array.dtype, np.integer):
-                raise ValueError(
-                    f"action: expected an integer item id in [0, {self.action_space.n - 1}], "
-                    f"got {action!r}"
-                )
-            return torch.as_tensor(array, dtype=torch.int64).reshape(1)
-        array = np.asarray(action)
-        if array.shape != self.action_space.shape or not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(
-                f"action: expected a float array of shape {self.action_space.shape}, got "
-                f"{array.dtype} array of shape {array.shape}"
-            )
-        return torch.as_tensor(array, dtype=torch.float32).reshape(1, -1)
+        item = self.core.action_kind.decode_numpy(action, (), self.core)
+        reward, latent, leaves = self.core._show(item)
+        # One conversion to Python numbers for the four scalars.
+        shown, reward, latent, leaves = torch.stack(
+            [item.double(), reward.double(), latent.double(), leaves.double()]
+        ).tolist()
+        info = {"item": int(shown[0]), "latent_reward": latent[0]}
+        info |= privileged_info(self.core, 0)
+        # The session length limit is part of the user's (observed) dynamics, so reaching
+        # it terminates the episode; nothing truncates inside the env.
+        obs = self.core._observation()[0].numpy()
+        return obs, reward[0], bool(leaves[0]), False, info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -92,6 +93,11 @@ sum (one per row), got weight 1 = -1.0
             preferences=torch.nn.functional.normalize(preferences.float(), dim=-1).to(device),
             weights=(weights / weights.sum()).to(device),
         )
+
+    @functools.cached_property
+    def cdf(self) -> torch.Tensor:
+        """Cumulative weights [M], for drawing rows by inverse CDF."""
+        return self.weights.cumsum(0)
 
     @property
     def size(self) -> int:

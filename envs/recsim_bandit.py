@@ -37,14 +37,25 @@ class RecSimBandit(SimulatedUsersEnv):
     |--------|-----------------------------------------------|------|-----|
     | 0..d-1 | u* + offset, offset ~ N(0, observation_noise^2 I) drawn at reset | -Inf | Inf |
 
-    Privileged entries (outside "observation"; for expert behaviour and evaluation only,
-    never for a learner's input):
+    Beside it, "item" (int64 `(num_envs,)`) is the item the action decoded to (-1 at reset).
 
-    | Key              | Shape / dtype        | Meaning                                         |
-    |------------------|----------------------|-------------------------------------------------|
-    | "item_rewards"   | (num_envs, N) float32 | latent reward of every item for each user     |
-    | "latent_reward"  | (num_envs, 1) float32 | latent reward of the item shown (0 at reset)  |
-    | "item"           | (num_envs,) int64     | the item the action decoded to (-1 at reset)  |
+    Privileged truth (for expert behaviour and evaluation only, never for a learner's
+    input) is asked of the env for its current users: `env.oracle()` (best item and its
+    noiseless reward), `env.rewards(items)`, `env.reward_table(items)`; computed exactly in
+    chunks of `chunk_size` items. `privileged=(...)` adds some of it to the outputs:
+
+    | Key              | Shape / dtype         | Meaning                                      |
+    |------------------|-----------------------|----------------------------------------------|
+    | "latent_reward"  | (num_envs, 1) float32 | noiseless reward of the item shown (0 at reset) |
+    | "oracle_item"    | (num_envs,) int64     | with "oracle": each user's best item          |
+    | "oracle_reward"  | (num_envs, 1) float32 | with "oracle": its noiseless reward           |
+    | "item_rewards"   | (num_envs, N) float32 | every item's noiseless reward (small catalogues) |
+
+    ## Cost
+
+    A step costs O(num_envs x d) plus the exact decode of an embedding action (one matrix
+    product per chunk of `chunk_size` items, running argmax); building the env costs
+    O(N x d). Nothing of shape (num_envs, N) is built unless "item_rewards" is asked for.
 
     ## Rewards
 
@@ -93,9 +104,9 @@ class RecSimBandit(SimulatedUsersEnv):
     >>> from envs import make_env
     >>> env = make_env("RecSimBandit", num_envs=3, seed=0)
     >>> td = env.reset()
-    >>> td["observation"].shape, td["item_rewards"].shape
-    (torch.Size([3, 16]), torch.Size([3, 100]))
-    >>> best = td["item_rewards"].argmax(-1)
+    >>> td["observation"].shape
+    torch.Size([3, 16])
+    >>> best = env.oracle()["item"]
     >>> td["action"] = env.catalogue.embeddings[best]  # the oracle, as embeddings
     >>> out = env.step(td)["next"]
     >>> bool((out["item"] == best).all()), out["reward"].shape, bool(out["done"].all())
@@ -142,8 +153,8 @@ class RecSimBanditDiscrete(RecSimBandit):
 
     ## Observation Space
 
-    As `RecSimBandit`: "observation" float32 `(num_envs, d)`, privileged "item_rewards",
-    "latent_reward" and "item".
+    As `RecSimBandit`: "observation" float32 `(num_envs, d)`, "item", and the privileged
+    queries and keys.
 
     ## Rewards
 
@@ -164,13 +175,15 @@ class RecSimBanditDiscrete(RecSimBandit):
     ```python
     >>> import torch
     >>> from envs import make_env
-    >>> env = make_env("RecSimBanditDiscrete", num_envs=2, seed=0, num_items=10)
+    >>> env = make_env("RecSimBanditDiscrete", num_envs=2, seed=0, num_items=10,
+    ...                privileged=("latent_reward",))
     >>> td = env.reset()
+    >>> before = env.rewards(torch.tensor([3, 7]))
     >>> td["action"] = torch.tensor([3, 7])
     >>> out = env.step(td)["next"]
     >>> out["item"].tolist()
     [3, 7]
-    >>> bool(torch.equal(out["latent_reward"][:, 0], td["item_rewards"][[0, 1], [3, 7]]))
+    >>> bool(torch.equal(out["latent_reward"][:, 0], before))
     True
 
     ```

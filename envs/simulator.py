@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from envs import actions, chunks
 from envs import dynamics as rules
 from envs.catalogue import Catalogue
+from envs.common.checks import check_int
 from envs.config import RecSimConfig
 from envs.population import UserPopulation
+
+#: What an env can add to its outputs on request (`privileged=`); none by default.
+PRIVILEGED_KEYS = ("latent_reward", "oracle", "item_rewards")
+
+#: The largest full reward table [users, items] (float32) an env hands out on request.
+FULL_TABLE_LIMIT_BYTES = 2**30
 
 
 class SimulatedUsersEnv(EnvBase):
@@ -19,7 +29,22 @@ class SimulatedUsersEnv(EnvBase):
     A stateful env: the users' state lives on `env.device` and is replaced (never modified in
     place) at each step. `_step` runs only batched torch operations; the one host
     synchronisation is the check that item ids are in range (and that embeddings are
-    finite), which raises a `ValueError` naming what was expected.
+    finite), which raises a `ValueError` naming what was expected. The action's kind
+    (`env.action_kind`, from the config's `action_type`) decodes it into the item shown.
+
+    Cost: a step touches the shown items only, O(users x d); an embedding action adds its
+    exact decode, one matrix product per chunk of `chunk_size` items. Nothing of shape
+    [users, items] is built unless asked for.
+
+    Privileged truth (the best item for each user, the noiseless reward of any item) is
+    for behaviour policies of known quality and for evaluation, never for a learner's
+    input. It is asked of the env for its current users, in chunks of items:
+    `env.oracle()`, `env.rewards(items)`, `env.reward_table(items)`. `privileged=` adds
+    some of it to the env's outputs (and observation spec), for rollouts and collectors:
+    "latent_reward" (noiseless reward of the item shown, [B, 1], 0 at reset), "oracle"
+    ("oracle_item" [B] and "oracle_reward" [B, 1]: the best item for the state the
+    policy faces) and "item_rewards" (the full [B, N] table, refused above
+    `FULL_TABLE_LIMIT_BYTES`).
 
     Subclasses set `config_class` and carry the user-facing documentation; the config's
     `dynamics()` decides between the bandit (one step, static users) and sessions. A
@@ -29,12 +54,16 @@ class SimulatedUsersEnv(EnvBase):
     Example:
         >>> import torch
         >>> from envs import RecSimConfig, SimulatedUsersEnv
-        >>> env = SimulatedUsersEnv(RecSimConfig(action_type="item"), num_envs=4, seed=0)
+        >>> env = SimulatedUsersEnv(RecSimConfig(action_type="item"), num_envs=4, seed=0,
+        ...                         privileged=("latent_reward",))
         >>> td = env.reset()
-        >>> td["action"] = td["item_rewards"].argmax(-1)  # the oracle
+        >>> best = env.oracle()
+        >>> td["action"] = best["item"]
         >>> out = env.step(td)["next"]
-        >>> bool(torch.equal(out["latent_reward"][:, 0], td["item_rewards"].max(-1).values))
+        >>> bool(torch.equal(out["latent_reward"][:, 0], best["reward"]))
         True
+        >>> sorted(env.observation_spec.keys())
+        ['item', 'latent_reward', 'observation']
     """
 
     config_class: type[RecSimConfig] = RecSimConfig
@@ -46,13 +75,22 @@ class SimulatedUsersEnv(EnvBase):
         num_envs: int = 1,
         device: torch.device | str = "cpu",
         seed: int | None = None,
+        privileged: Iterable[str] = (),
+        chunk_size: int | None = None,
     ) -> None:
         config = self.checked_config(config)
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
+        check_int("num_envs", num_envs)
         super().__init__(device=torch.device(device), batch_size=torch.Size([num_envs]))
         self.config = config
         self.dynamics = config.dynamics()
+        self.action_kind = actions.kind(config.action_type)
+        self.privileged = _checked_privileged(privileged, num_envs, config.num_items)
+        #: Items per chunk of every catalogue-wide computation (decode, oracle, tables).
+        self.chunk_size = (
+            chunks.default_chunk_size(num_envs, config.num_items)
+            if chunk_size is None
+            else check_int("chunk_size", chunk_size)
+        )
         self.catalogue = self._make_catalogue(config)
         self.population = self._make_population(config, self.catalogue)
         self._check_world()
@@ -64,7 +102,7 @@ class SimulatedUsersEnv(EnvBase):
         self._make_specs()
         # Users arrive at the first reset, so that seeding then resetting draws the same
         # users as constructing with that seed.
-        self._state: TensorDict | None = None
+        self._users = _Users()
 
     def _make_catalogue(self, config: RecSimConfig) -> Catalogue:
         """The items, on `self.device`; a subclass with its own items overrides this."""
@@ -116,23 +154,29 @@ class SimulatedUsersEnv(EnvBase):
         return self.batch_size[0]
 
     def _make_specs(self) -> None:
-        b, n, d = self.num_envs, self.config.num_items, self.config.embedding_dim
+        b, n = self.num_envs, self.config.num_items
         device = self.device
-        if self.config.action_type == "embedding":
-            self.action_spec = Unbounded(shape=(b, d), dtype=torch.float32, device=device)
-        else:
-            self.action_spec = Categorical(n, shape=(b,), dtype=torch.int64, device=device)
+        self.action_spec = self.action_kind.spec(self)
         obs_dim = max(part.stop for part in self.observation_layout.values())
-        self.observation_spec = Composite(
-            observation=Unbounded(shape=(b, obs_dim), dtype=torch.float32, device=device),
-            item_rewards=Bounded(0.0, 1.0, shape=(b, n), dtype=torch.float32, device=device),
-            latent_reward=Bounded(0.0, 1.0, shape=(b, 1), dtype=torch.float32, device=device),
+        observations = {
+            "observation": Unbounded(shape=(b, obs_dim), dtype=torch.float32, device=device),
             # -1 after a reset: no item shown yet.
-            item=Bounded(-1, n - 1, shape=(b,), dtype=torch.int64, device=device),
-            shape=(b,),
-            device=device,
-        )
-        self.reward_spec = Bounded(0.0, 1.0, shape=(b, 1), dtype=torch.float32, device=device)
+            "item": Bounded(-1, n - 1, shape=(b,), dtype=torch.int64, device=device),
+        }
+        if "latent_reward" in self.privileged:
+            observations["latent_reward"] = _unit_interval((b, 1), device)
+        if "oracle" in self.privileged:
+            observations["oracle_item"] = Bounded(
+                0, n - 1, shape=(b,), dtype=torch.int64, device=device
+            )
+            observations["oracle_reward"] = _unit_interval((b, 1), device)
+        if "item_rewards" in self.privileged:
+            # Unbounded: a Bounded spec would store two more [B, N] tensors of bounds.
+            observations["item_rewards"] = Unbounded(
+                shape=(b, n), dtype=torch.float32, device=device
+            )
+        self.observation_spec = Composite(observations, shape=(b,), device=device)
+        self.reward_spec = _unit_interval((b, 1), device)
         self.done_spec = Composite(
             done=Categorical(2, shape=(b, 1), dtype=torch.bool, device=device),
             terminated=Categorical(2, shape=(b, 1), dtype=torch.bool, device=device),
@@ -147,7 +191,11 @@ class SimulatedUsersEnv(EnvBase):
         else:
             self._generator.manual_seed(seed)
 
-    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+    # The two moves of the simulation, shared by the TorchRL steps below and the lean
+    # batch-of-one path of the Gymnasium face (which skips TorchRL's per-call machinery).
+
+    def _arrive(self, mask: torch.Tensor | None = None) -> None:
+        """New users arrive: all of them, or where `mask` [B] is True."""
         fresh = rules.new_users(
             self.catalogue,
             self.population,
@@ -156,107 +204,191 @@ class SimulatedUsersEnv(EnvBase):
             self.num_envs,
             self._generator,
         )
-        mask = None if tensordict is None else tensordict.get("_reset", None)
         # TorchRL only calls a partial reset after its own `done.any()` host sync, so one
-        # more check is free and spares a [B, N] merge when everyone leaves (the bandit).
-        if mask is None or self._state is None or bool(mask.all()):
-            self._state = fresh
+        # more check is free and spares a merge when everyone leaves (the bandit).
+        if mask is None or self._users.state is None or bool(mask.all()):
+            self._users.state = fresh
         else:
-            mask = mask.reshape(self.num_envs)
-            self._state = fresh.apply(
-                lambda new, old: torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old),
-                self._state,
-            )
+            self._users.state = {
+                key: torch.where(
+                    mask.view(-1, *([1] * (new.dim() - 1))), new, self._users.state[key]
+                )
+                for key, new in fresh.items()
+            }
+        self._users.oracle = None
+
+    def _show(self, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Show `item` [B] to the current users: (reward, latent reward, leaves), all [B]."""
+        if self._users.state is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
+        self._users.state, reward, latent, leaves = rules.consume(
+            self.catalogue, self.config, self.dynamics, self._users.state, item, self._generator
+        )
+        if not self.dynamics.static_users:
+            self._users.oracle = None
+        return reward, latent, leaves
+
+    def _observation(self) -> torch.Tensor:
+        return rules.observe(self.catalogue, self._users.state, self.dynamics)
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        self._arrive(None if mask is None else mask.reshape(self.num_envs))
         b = self.num_envs
         false = torch.zeros(b, 1, dtype=torch.bool, device=self.device)
-        return TensorDict(
-            {
-                "observation": rules.observe(self.catalogue, self._state, self.dynamics),
-                "item_rewards": self._state["item_rewards"],
-                "latent_reward": torch.zeros(b, 1, device=self.device),
-                "item": torch.full((b,), -1, dtype=torch.int64, device=self.device),
-                "done": false,
-                "terminated": false.clone(),
-                "truncated": false.clone(),
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        out = {
+            "observation": self._observation(),
+            "item": torch.full((b,), -1, dtype=torch.int64, device=self.device),
+            "done": false,
+            "terminated": false.clone(),
+            "truncated": false.clone(),
+        }
+        if "latent_reward" in self.privileged:
+            out["latent_reward"] = torch.zeros(b, 1, device=self.device)
+        return self._with_privileged(out)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        if self._state is None:
+        if self._users.state is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
-        item = self._decode(tensordict.get("action"))
-        state, reward, latent, leaves = rules.consume(
-            self.catalogue, self.config, self.dynamics, self._state, item, self._generator
-        )
-        self._state = state
+        item = self.action_kind.decode(tensordict.get("action"), self)
+        reward, latent, leaves = self._show(item)
         terminated = leaves.unsqueeze(-1)
-        return TensorDict(
-            {
-                "observation": rules.observe(self.catalogue, state, self.dynamics),
-                "item_rewards": state["item_rewards"],
-                "latent_reward": latent.unsqueeze(-1),
-                "item": item,
-                "reward": reward.unsqueeze(-1),
-                "done": terminated,
-                "terminated": terminated.clone(),
-                # The session length limit is part of the user's (observed) dynamics, so
-                # reaching it terminates the episode; nothing truncates inside the env.
-                "truncated": torch.zeros_like(terminated),
-            },
-            batch_size=self.batch_size,
-            device=self.device,
+        out = {
+            "observation": self._observation(),
+            "item": item,
+            "reward": reward.unsqueeze(-1),
+            "done": terminated,
+            "terminated": terminated.clone(),
+            # The session length limit is part of the user's (observed) dynamics, so
+            # reaching it terminates the episode; nothing truncates inside the env.
+            "truncated": torch.zeros_like(terminated),
+        }
+        if "latent_reward" in self.privileged:
+            out["latent_reward"] = latent.unsqueeze(-1)
+        return self._with_privileged(out)
+
+    def _with_privileged(self, out: dict[str, torch.Tensor]) -> TensorDictBase:
+        if "oracle" in self.privileged:
+            best = self.oracle()
+            out["oracle_item"] = best["item"]
+            out["oracle_reward"] = best["reward"].unsqueeze(-1)
+        if "item_rewards" in self.privileged:
+            out["item_rewards"] = self.reward_table()
+        return TensorDict(out, batch_size=self.batch_size, device=self.device)
+
+    # Privileged truth, on demand.
+
+    def oracle(self, chunk_size: int | None = None) -> TensorDict:
+        """Each current user's best item ("item", int64 [B]) and its noiseless reward
+        ("reward", [B]): exact, over the catalogue in chunks of `chunk_size` items.
+
+        Example:
+            >>> from envs import make_env
+            >>> env = make_env("RecSimBanditDiscrete", num_envs=3, seed=0, num_items=1000)
+            >>> _ = env.reset()
+            >>> best = env.oracle(chunk_size=64)
+            >>> bool((best["item"] == env.reward_table().argmax(-1)).all())
+            True
+        """
+        state = self._current_state()
+        if chunk_size is None and self._users.oracle is not None:
+            return self._users.oracle
+        size = self.chunk_size if chunk_size is None else check_int("chunk_size", chunk_size)
+        item, reward = rules.best_items(self.catalogue, self.config, self.dynamics, state, size)
+        best = TensorDict({"item": item, "reward": reward}, batch_size=self.batch_size)
+        if chunk_size is None:
+            self._users.oracle = best  # until the users change
+        return best
+
+    def rewards(self, items: torch.Tensor) -> torch.Tensor:
+        """Noiseless reward of `items` for each current user: item ids int64 [B] -> [B],
+        or [B, k] -> [B, k] (k items per user). O(users x k x d).
+        """
+        state = self._current_state()
+        items = torch.as_tensor(items, device=self.device)
+        b, n = self.num_envs, self.config.num_items
+        if items.dtype != torch.int64 or items.dim() not in (1, 2) or items.shape[0] != b:
+            raise ValueError(
+                f"items: expected int64 item ids of shape ({b},) or ({b}, k), got a "
+                f"{items.dtype} tensor of shape {tuple(items.shape)}"
+            )
+        if items.numel() and not ((items >= 0) & (items < n)).all():
+            raise ValueError(
+                f"items: expected item ids in [0, {n - 1}], got values from "
+                f"{int(items.min())} to {int(items.max())}"
+            )
+        return rules.latent_rewards(self.catalogue, self.config, self.dynamics, state, items)
+
+    def reward_table(self, items: slice | None = None) -> torch.Tensor:
+        """Noiseless reward of the items `items` (a slice of ids; None: all) for every
+        current user: [B, n]. Refused (ValueError) above `FULL_TABLE_LIMIT_BYTES`; iterate
+        over `env.item_chunks()` for a whole large catalogue.
+        """
+        state = self._current_state()
+        items = slice(None) if items is None else items
+        if not isinstance(items, slice) or items.step not in (None, 1):
+            raise ValueError(f"items: expected a slice of item ids (step 1), got {items!r}")
+        start, stop, _ = items.indices(self.config.num_items)
+        _check_table_fits("items", self.num_envs, max(stop - start, 0))
+        return rules.reward_table(
+            self.catalogue, self.config, self.dynamics, state, slice(start, stop)
         )
 
-    def _decode(self, action: torch.Tensor) -> torch.Tensor:
-        """Validate the action and turn it into item ids int64 [B]."""
-        b, n, d = self.num_envs, self.config.num_items, self.config.embedding_dim
-        if self.config.action_type == "embedding":
-            if not isinstance(action, torch.Tensor) or not action.is_floating_point():
-                raise ValueError(
-                    f"action: expected a floating-point embedding tensor of shape ({b}, {d}), "
-                    f"got {_describe(action)}"
-                )
-            if action.shape != (b, d):
-                raise ValueError(
-                    f"action: expected an embedding of shape ({b}, {d}), got {_describe(action)}"
-                )
-            action = action.to(device=self.device, dtype=torch.float32)
-            if not torch.isfinite(action).all():
-                raise ValueError("action: expected finite embedding values, got NaN or inf")
-            return rules.decode_embedding(action, self.catalogue.unit_embeddings)
-        if (
-            not isinstance(action, torch.Tensor)
-            or action.is_floating_point()
-            or action.is_complex()
-            or action.dtype == torch.bool
-        ):
-            raise ValueError(
-                f"action: expected integer item ids (int64) of shape ({b},), got "
-                f"{_describe(action)}"
-            )
-        if action.shape != (b,):
-            raise ValueError(f"action: expected item ids of shape ({b},), got {_describe(action)}")
-        action = action.to(device=self.device, dtype=torch.int64)
-        if not ((action >= 0) & (action < n)).all():
-            raise ValueError(
-                f"action: expected item ids in [0, {n - 1}], got values from "
-                f"{int(action.min())} to {int(action.max())}"
-            )
-        return action
+    def item_chunks(self, chunk_size: int | None = None) -> Iterator[slice]:
+        """Slices of at most `chunk_size` (default `env.chunk_size`) item ids covering the
+        catalogue, for `reward_table`."""
+        size = self.chunk_size if chunk_size is None else chunk_size
+        return chunks.item_chunks(self.config.num_items, size)
+
+    def _current_state(self) -> rules.State:
+        if self._users.state is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() first")
+        return self._users.state
 
     def latent_state(self) -> TensorDict:
         """The users' hidden state (preference u, fatigue, patience, ...), for analysis.
 
-        Privileged, like "item_rewards": no policy should read it.
+        Privileged, like the oracle: no policy should read it.
         """
-        if self._state is None:
-            raise RuntimeError(f"{type(self).__name__}: call reset() first")
-        return self._state.clone()
+        state = self._current_state()
+        return TensorDict({k: v.clone() for k, v in state.items()}, batch_size=self.batch_size)
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"a {type(value).__name__}"
+class _Users:
+    """The current users' state and their cached oracle (a plain object: setting an
+    attribute of the env itself, an `nn.Module`, costs more than a one-user step)."""
+
+    __slots__ = ("state", "oracle")
+
+    def __init__(self) -> None:
+        self.state: rules.State | None = None
+        self.oracle: TensorDict | None = None
+
+
+def _unit_interval(shape: tuple[int, ...], device: torch.device) -> Bounded:
+    return Bounded(0.0, 1.0, shape=shape, dtype=torch.float32, device=device)
+
+
+def _checked_privileged(privileged: Iterable[str], num_envs: int, num_items: int) -> tuple:
+    if isinstance(privileged, str):
+        privileged = (privileged,)
+    keys = tuple(privileged)
+    unknown = [key for key in keys if key not in PRIVILEGED_KEYS]
+    if unknown:
+        raise ValueError(
+            f"privileged: expected keys among {list(PRIVILEGED_KEYS)}, got {list(keys)}"
+        )
+    if "item_rewards" in keys:
+        _check_table_fits("privileged='item_rewards'", num_envs, num_items)
+    return tuple(dict.fromkeys(keys))
+
+
+def _check_table_fits(argument: str, num_users: int, num_items: int) -> None:
+    size = 4 * num_users * num_items
+    if size > FULL_TABLE_LIMIT_BYTES:
+        raise ValueError(
+            f"{argument}: a reward table of {num_users} users x {num_items} items (float32) "
+            f"takes {size / 2**30:.1f} GiB, above the limit of "
+            f"{FULL_TABLE_LIMIT_BYTES / 2**30:.1f} GiB (envs.simulator.FULL_TABLE_LIMIT_BYTES); "
+            "ask env.oracle() or env.rewards(items), or iterate over env.item_chunks()"
+        )

@@ -21,9 +21,9 @@ class UserSession(SimulatedUsersEnv):
       one cluster wears it out;
     - patience: starts at `patience` and drops by (1 - r) each step.
 
-    With `max_length=1` and `drift_rate=0` it is `RecSimBandit` (same users, rewards and
-    "item_rewards" under the same seed; the observation then has extra history/step
-    columns, all zero at reset).
+    With `max_length=1` and `drift_rate=0` it is `RecSimBandit` (same users and rewards
+    under the same seed; the observation then has extra history/step columns, all zero at
+    reset).
 
     ## Action Space
 
@@ -44,8 +44,8 @@ class UserSession(SimulatedUsersEnv):
     | d+Kd .. d+Kd+K-1 | their observed rewards (0 for empty slots)         | 0    | 1   |
     | d+Kd+K           | step / max_length                                  | 0    | 1   |
 
-    Privileged entries, as in `RecSimBandit`: "item_rewards" (latent reward of every item
-    for the current preference and fatigue), "latent_reward", "item".
+    "item" and the privileged queries and keys as in `RecSimBandit` (`env.oracle()` is
+    the best item for the current preference and fatigue: the greedy one-step choice).
 
     ## Rewards
 

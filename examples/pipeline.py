@@ -46,7 +46,8 @@ for _ in range(500):
     optimizer.step()
 
 # Deterministic policy (its mean) on 10k fresh users, through a TorchRL collector.
-reward = evaluate(actor, env, num_users=10_000, seed=1)["reward"]
-best = evaluate(oracle_policy(env), env, num_users=10_000, seed=1)["reward"]  # best item
+# Evaluation builds its own users (with the privileged truth behind regret and the oracle).
+reward = evaluate(actor, "RecSimBandit", num_users=10_000, seed=1)["reward"]
+best = evaluate(oracle_policy(env), "RecSimBandit", num_users=10_000, seed=1)["reward"]
 logged = logs[:]["next", "reward"].mean().item()
 print(f"reward: logged {logged:.3f}, DRPO policy {reward:.3f}, oracle {best:.3f}")

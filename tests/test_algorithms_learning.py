@@ -1,7 +1,7 @@
 """Registry algorithms learn what they should on a tiny simulated bandit with a known answer.
 
 Logs are built here by stepping the bandit env with a mixture of behaviours (oracle = best
-item by the privileged "item_rewards", popularity sampling, uniform random), so that the
+item by the env's privileged oracle, popularity sampling, uniform random), so that the
 expected outcome is known: cloning expert logs reaches the oracle; on 90%-random logs only
 a reward-aware filter (DRPO) recovers it; APG's repulsive gradient pushes the Gaussian
 mean away from the data.
@@ -33,7 +33,7 @@ def bandit_logs(env_name, mix, seed, n=NUM_LOGS):
     g = torch.Generator().manual_seed(seed)
     popularity = env.catalogue.popularity
     num_items = popularity.numel()
-    expert = td["item_rewards"].argmax(-1)
+    expert = env.oracle()["item"]
     popular = torch.multinomial(popularity, n, replacement=True, generator=g)
     uniform = torch.randint(num_items, (n,), generator=g)
     agent = torch.multinomial(torch.tensor(mix), n, replacement=True, generator=g)
@@ -58,13 +58,11 @@ def bandit_logs(env_name, mix, seed, n=NUM_LOGS):
 
 def online_reward(policy, env_name, seed=2, n=1000):
     """Mean latent reward of the deterministic policy on fresh users, and the oracle's."""
-    env = envs.make_env(env_name, num_envs=n, seed=seed)
+    env = envs.make_env(env_name, num_envs=n, seed=seed, privileged=("latent_reward", "oracle"))
     td = env.reset()
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         td = env.step(policy(td))
-    return td["next", "latent_reward"].mean().item(), td["item_rewards"].max(
-        -1
-    ).values.mean().item()
+    return td["next", "latent_reward"].mean().item(), td["oracle_reward"].mean().item()
 
 
 def train(algo, logs, steps, seed=0, batch_size=320):

@@ -10,8 +10,14 @@ from torchrl.envs import ExcludeTransform, TransformedEnv
 
 from drpo_rl.evaluation import OnlineMetrics, evaluate, oracle_policy
 from drpo_rl.evaluation.metrics import Z_95, first_session_mask
+from drpo_rl.evaluation.online import PRIVILEGED
 from drpo_rl.models import make_gaussian_actor
-from envs import make_env
+from envs import make_env as _make_env
+
+
+def make_env(*args, **kwargs):
+    """An env with the privileged outputs evaluate() asks of the envs it builds."""
+    return _make_env(*args, privileged=PRIVILEGED, **kwargs)
 
 
 class UniformRandomItems(TensorDictModuleBase):
@@ -60,7 +66,8 @@ def test_oracle_latent_reward_is_mean_of_best_item_reward():
     m = evaluate(oracle_policy(env), env, num_users=2000, seed=3)
     # The same seed draws the same users again: their best-item reward, averaged.
     env.set_seed(3)
-    best = env.reset()["item_rewards"].max(-1).values.double().mean().item()
+    env.reset()
+    best = env.oracle()["reward"].double().mean().item()
     assert m["latent_reward"] == pytest.approx(best, abs=0.03)
 
 
@@ -69,7 +76,8 @@ def test_uniform_random_policy_matches_catalogue_mean_latent_reward():
     n = env.config.num_items
     m = evaluate(UniformRandomItems(n, seed=0), env, num_users=8000, seed=5)
     reference = make_env("RecSimBanditDiscrete", num_envs=20000, seed=11)
-    item_rewards = reference.reset()["item_rewards"].double()
+    reference.reset()
+    item_rewards = reference.reward_table().double()
     catalogue_mean = item_rewards.mean().item()
     best = item_rewards.max(-1).values.mean().item()
     assert m["latent_reward"] == pytest.approx(catalogue_mean, abs=0.02)
@@ -125,10 +133,7 @@ def test_constant_item_within_session_has_zero_session_diversity():
 
 
 def test_env_without_privileged_keys_omits_those_metrics():
-    env = TransformedEnv(
-        make_env("RecSimBanditDiscrete", num_envs=64, seed=0),
-        ExcludeTransform("item_rewards", "latent_reward"),
-    )
+    env = _make_env("RecSimBanditDiscrete", num_envs=64, seed=0)
     m = evaluate(constant_item_policy(1), env, num_users=64, max_steps=1)
     assert {"reward", "reward_ci95", "ecpm"} <= set(m)
     assert not {"latent_reward", "regret", "hit_rate"} & set(m)
@@ -185,7 +190,21 @@ def test_env_kwargs_with_an_env_instance_is_rejected():
         evaluate(constant_item_policy(0), env, num_users=4, env_kwargs={"num_items": 5})
 
 
-def test_oracle_needs_privileged_rewards():
-    env = TransformedEnv(make_env("RecSimBanditDiscrete"), ExcludeTransform("item_rewards"))
-    with pytest.raises(ValueError, match="privileged key 'item_rewards'"):
-        oracle_policy(env)
+def test_oracle_needs_the_privileged_oracle_item():
+    env = TransformedEnv(
+        make_env("RecSimBanditDiscrete", num_envs=8), ExcludeTransform("oracle_item")
+    )
+    with pytest.raises(ValueError, match=r"privileged 'oracle_item'.*privileged=\(.oracle.,\)"):
+        evaluate(oracle_policy(env), env, num_users=8)
+
+
+def test_behaviour_agents_are_bound_to_the_evaluation_env_and_back():
+    from drpo_rl.data import BehaviorMixture
+
+    own = _make_env("RecSimBanditDiscrete", num_envs=4, seed=0)
+    expert = BehaviorMixture.from_weights(own, {"expert": 1.0})
+    m = evaluate(expert, "RecSimBanditDiscrete", num_users=500, seed=1)
+    assert expert.env is own and all(agent.env is own for agent in expert.agents)
+    # it served the evaluation's users: nearly the oracle's reward, not some other users'
+    best = evaluate(oracle_policy(own), "RecSimBanditDiscrete", num_users=500, seed=1)
+    assert m["regret"] < 0.03 and m["latent_reward"] > best["latent_reward"] - 0.03

@@ -1,11 +1,12 @@
 """Behaviour policies that write offline logs: expert, suboptimal, random, ... and mixtures.
 
-Every behaviour agent is a distribution over catalogue items computed from the env's
-tensordict (:meth:`BehaviorAgent.item_probs`, float32 ``[B, N]``); the policy samples an
+Every behaviour agent is a distribution over catalogue items for the env's current users
+(:meth:`BehaviorAgent.distribution`, an :class:`ItemDistribution`); the policy samples an
 item from it and writes, like any TorchRL policy module:
 
 - ``"action"``: the item id (int64 ``[B]``), or for embedding-action envs the item's
-  embedding, plus optional Gaussian noise (float32 ``[B, d]``);
+  embedding, plus optional Gaussian noise (float32 ``[B, d]``), as the env's action kind
+  (``env.action_kind``) encodes it;
 - ``"behavior_log_prob"``: float32 ``[B]``, the log-propensity of the logged action under
   the policy that produced it (for a :class:`BehaviorMixture`, the mixture's true propensity
   ``log sum_k w_k pi_k(a|s)``, not the acting agent's);
@@ -18,8 +19,13 @@ probability of the item (a probability mass). With ``action_noise = s > 0`` the 
 ``behavior_log_prob`` is that log-density, ``log sum_i p(i|s) N(a; e_i, s^2 I)`` (in nats,
 with respect to Lebesgue measure on R^d; it can exceed 0).
 
-Agents read the privileged ``"item_rewards"`` (noiseless reward of every item): they stand
-for behaviour of known quality, and no learner reads what they read.
+Agents stand for behaviour of known quality: they ask the env for privileged truth about
+its current users (``env.oracle()``, ``env.rewards(items)``, ``env.reward_table(items)``,
+in chunks of items; see :class:`envs.SimulatedUsersEnv`), which no learner reads. So an
+agent acts on the users of the env it was made for (:meth:`BehaviorAgent.bind` moves it to
+another env of the same world), as that env's collector steps it. Nothing of shape
+``[users, items]`` is built: a step costs O(users x items x d) arithmetic at most (the
+expert's softmax over the catalogue), in chunks of ``env.chunk_size`` items.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
+from envs import chunks
+
 __all__ = [
     "AGENT_IDS",
     "AGENTS",
@@ -40,44 +48,210 @@ __all__ = [
     "BehaviorMixture",
     "EpsilonOraclePolicy",
     "ExpertPolicy",
+    "ItemDistribution",
+    "PointMass",
     "RandomPolicy",
     "SuboptimalPolicy",
     "make_agent",
 ]
 
-ACTION_TYPES = ("item", "embedding")
+
+class ItemDistribution:
+    """A distribution over the catalogue for each of the env's current users.
+
+    Subclasses give the log-probabilities of a chunk of items (:meth:`log_probs`) and of
+    one item per user (:meth:`log_prob`); :meth:`sample` draws by inverse CDF over the
+    chunks (one uniform per user, so the result does not depend on the chunk size) unless
+    a subclass has a cheaper exact rule.
+
+    Example:
+        >>> import torch
+        >>> from envs import make_env
+        >>> from drpo_rl.data import ExpertPolicy
+        >>> env = make_env("RecSimBanditDiscrete", num_envs=3, num_items=1000, seed=0)
+        >>> _ = env.reset()
+        >>> dist = ExpertPolicy.from_env(env, temperature=0.05).distribution()
+        >>> probs = torch.cat([dist.log_probs(part).exp() for part in env.item_chunks(128)], -1)
+        >>> probs.shape, torch.allclose(probs.sum(-1), torch.ones(3))
+        (torch.Size([3, 1000]), True)
+        >>> best = env.oracle()["item"]
+        >>> torch.allclose(dist.log_prob(best).exp(), probs.max(-1).values)  # the likeliest
+        True
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+
+    def log_probs(self, items: slice) -> torch.Tensor:
+        """log pi(i|s) of the items ``items`` (a slice of ids) for every user: [B, n]."""
+        raise NotImplementedError
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        """log pi(item|s) of one item per user, int64 [B]: [B]."""
+        raise NotImplementedError
+
+    def sample(self, uniform: torch.Tensor) -> torch.Tensor:
+        """Item ids int64 [B] from each user's uniform draw ``uniform`` [B] in [0, 1)."""
+        return chunks.sample(
+            self.log_probs, self.env.config.num_items, self.env.chunk_size, uniform
+        )
+
+
+class _Softmax(ItemDistribution):
+    """pi(i|s) ∝ exp(sign * reward_i / temperature), temperature > 0."""
+
+    def __init__(self, env: Any, sign: float, temperature: float) -> None:
+        super().__init__(env)
+        self.scale = sign / temperature
+        scores = lambda items: env.reward_table(items) * self.scale  # noqa: E731
+        self.normaliser = chunks.logsumexp(scores, env.config.num_items, env.chunk_size)
+
+    def log_probs(self, items: slice) -> torch.Tensor:
+        return self.env.reward_table(items) * self.scale - self.normaliser.unsqueeze(-1)
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        return self.env.rewards(items) * self.scale - self.normaliser
+
+
+class PointMass(ItemDistribution):
+    """All mass on one item per user, ``best`` int64 [B] (e.g. the oracle's).
+
+    Example:
+        >>> import torch
+        >>> from envs import make_env
+        >>> env = make_env("RecSimBanditDiscrete", num_envs=2, num_items=4)
+        >>> dist = PointMass(env, torch.tensor([2, 0]))
+        >>> dist.sample(torch.rand(2)).tolist(), dist.log_prob(torch.tensor([2, 1])).tolist()
+        ([2, 0], [0.0, -inf])
+    """
+
+    def __init__(self, env: Any, best: torch.Tensor) -> None:
+        super().__init__(env)
+        self.best = best
+
+    def log_probs(self, items: slice) -> torch.Tensor:
+        ids = torch.arange(items.start, items.stop, device=self.best.device)
+        hit = ids == self.best.unsqueeze(-1)
+        return torch.where(hit, 0.0, -math.inf)
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        return torch.where(items == self.best, 0.0, -math.inf)
+
+    def sample(self, uniform: torch.Tensor) -> torch.Tensor:
+        return self.best
+
+
+class _Uniform(ItemDistribution):
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.num_items = env.config.num_items
+
+    def log_probs(self, items: slice) -> torch.Tensor:
+        shape = (self.env.num_envs, items.stop - items.start)
+        return torch.full(shape, -math.log(self.num_items), device=self.env.device)
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        return torch.full(items.shape, -math.log(self.num_items), device=items.device)
+
+    def sample(self, uniform: torch.Tensor) -> torch.Tensor:
+        return (uniform * self.num_items).long().clamp_(max=self.num_items - 1)
+
+
+class _EpsilonGreedy(ItemDistribution):
+    """The point mass on ``best`` with probability 1 - epsilon, uniform otherwise."""
+
+    def __init__(self, env: Any, best: torch.Tensor, epsilon: float) -> None:
+        super().__init__(env)
+        self.best, self.epsilon, self.num_items = best, epsilon, env.config.num_items
+
+    def _log(self, hit: torch.Tensor) -> torch.Tensor:
+        uniform = self.epsilon / self.num_items
+        return torch.where(hit, 1.0 - self.epsilon + uniform, uniform).log()
+
+    def log_probs(self, items: slice) -> torch.Tensor:
+        ids = torch.arange(items.start, items.stop, device=self.best.device)
+        return self._log(ids == self.best.unsqueeze(-1))
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        return self._log(items == self.best)
+
+    def sample(self, uniform: torch.Tensor) -> torch.Tensor:
+        # u < 1 - epsilon: the best item; above, u rescaled to [0, 1) picks a uniform item
+        # (which may be the best one too: its probability is 1 - epsilon + epsilon / N).
+        greedy = uniform < 1.0 - self.epsilon
+        rescaled = (uniform - (1.0 - self.epsilon)) / max(self.epsilon, 1e-30)
+        anyone = (rescaled * self.num_items).long().clamp_(0, self.num_items - 1)
+        return torch.where(greedy, self.best, anyone)
+
+
+class _Popularity(ItemDistribution):
+    """pi(i|s) ∝ popularity[i], over the whole catalogue or each user's ``shortlist``."""
+
+    def __init__(self, env: Any, shortlist: torch.Tensor | None) -> None:
+        super().__init__(env)
+        self.popularity = env.catalogue.popularity
+        self.shortlist = shortlist  # [B, k] item ids, or None
+        if shortlist is None:
+            self.cdf = env.catalogue.popularity_cdf
+        else:
+            self.kept = self.popularity[shortlist]  # [B, k]
+            self.kept_total = self.kept.sum(-1)
+
+    def log_probs(self, items: slice) -> torch.Tensor:
+        part = self.popularity[items].log().expand(self.env.num_envs, -1)
+        if self.shortlist is None:
+            return part
+        offset = self.shortlist - items.start
+        inside = (offset >= 0) & (offset < part.shape[-1])
+        member = torch.zeros(part.shape, dtype=torch.bool, device=part.device)
+        member.scatter_(-1, offset.clamp(0, part.shape[-1] - 1), inside)
+        logs = part - self.kept_total.log().unsqueeze(-1)
+        return torch.where(member, logs, -math.inf)
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        logs = self.popularity[items].log()
+        if self.shortlist is None:
+            return logs
+        member = (self.shortlist == items.unsqueeze(-1)).any(-1)
+        return torch.where(member, logs - self.kept_total.log(), -math.inf)
+
+    def sample(self, uniform: torch.Tensor) -> torch.Tensor:
+        if self.shortlist is None:
+            target = (uniform * self.cdf[-1]).unsqueeze(-1)
+            index = torch.searchsorted(self.cdf, target.squeeze(-1), right=True)
+            return index.clamp_(max=self.cdf.shape[0] - 1)
+        cdf = self.kept.cumsum(-1)
+        target = uniform.unsqueeze(-1) * cdf[:, -1:]
+        index = torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1)
+        return self.shortlist.gather(-1, index).squeeze(-1)
 
 
 class BehaviorAgent(TensorDictModuleBase):
     """A behaviour agent: an item distribution per user, sampled into a logged action.
 
-    Subclasses define :meth:`item_probs` and set ``name``/``agent_id``; this class samples
-    from it and writes ``"action"``, ``"behavior_log_prob"`` and ``"behavior_agent"``.
+    Subclasses define :meth:`distribution` and set ``name``/``agent_id``; this class
+    samples from it and writes ``"action"``, ``"behavior_log_prob"`` and
+    ``"behavior_agent"``.
 
     Args:
-        catalogue: the env's catalogue (``env.catalogue``: ``.embeddings`` [N, d],
-            ``.popularity`` [N]); its device is the policy's device.
+        env: the simulated-user env whose current users the agent serves (an
+            :class:`envs.SimulatedUsersEnv`: its catalogue, action kind and privileged
+            queries); the env's device is the policy's device.
 
     Keyword Args:
-        action_type (str): ``"item"`` (int64 ids) or ``"embedding"`` (the item's
-            embedding), as the env's ``config.action_type``.
         action_noise (float): standard deviation of the Gaussian noise added to embedding
             actions (0 for none; must be 0 for item actions).
-        generator (torch.Generator, optional): the source of randomness, on the catalogue's
+        generator (torch.Generator, optional): the source of randomness, on the env's
             device; a fresh randomly seeded one if omitted.
-
-    Use :meth:`from_env` to take catalogue and action type from an env.
 
     Examples:
         >>> import torch
         >>> from envs import make_env
-        >>> from drpo_rl.data.behavior import BehaviorAgent
+        >>> from drpo_rl.data.behavior import BehaviorAgent, PointMass
         >>> class FirstItem(BehaviorAgent):  # always shows item 0
         ...     name, agent_id = "first_item", 9
-        ...     def item_probs(self, tensordict):
-        ...         probs = torch.zeros_like(tensordict.get("item_rewards"))
-        ...         probs[:, 0] = 1.0
-        ...         return probs
+        ...     def distribution(self):
+        ...         return PointMass(self.env, torch.zeros(3, dtype=torch.long))
         >>> env = make_env("RecSimBanditDiscrete", num_envs=3, num_items=5, seed=0)
         >>> td = FirstItem.from_env(env)(env.reset())
         >>> td["action"].tolist(), td["behavior_log_prob"].tolist(), td["behavior_agent"].tolist()
@@ -86,52 +260,69 @@ class BehaviorAgent(TensorDictModuleBase):
 
     name: str = ""
     agent_id: int = -1
-    in_keys = ["item_rewards"]
+    in_keys = ["observation"]
     out_keys = ["action", "behavior_log_prob", "behavior_agent"]
 
     def __init__(
         self,
-        catalogue: Any,
+        env: Any,
         *,
-        action_type: str = "item",
         action_noise: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if action_type not in ACTION_TYPES:
-            raise ValueError(f"action_type: expected one of {ACTION_TYPES}, got {action_type!r}")
-        if not (isinstance(action_noise, (int, float)) and math.isfinite(action_noise)):
+        if not (
+            isinstance(action_noise, (int, float))
+            and math.isfinite(action_noise)
+            and action_noise >= 0
+        ):
             raise ValueError(f"action_noise: expected a finite number >= 0, got {action_noise!r}")
-        if action_noise < 0 or (action_type == "item" and action_noise != 0):
+        if action_noise != 0 and env.action_kind.name != "embedding":
             raise ValueError(
                 "action_noise: expected a number >= 0, and 0 for item actions, got "
-                f"{action_noise!r} with action_type={action_type!r}"
+                f"{action_noise!r} with action_type={env.config.action_type!r}"
             )
-        self.catalogue = catalogue
-        self.action_type = action_type
+        self.bind(env)
         self.action_noise = float(action_noise)
-        device = catalogue.embeddings.device
+        device = env.device
         if generator is None:
             generator = torch.Generator(device=device)
             generator.seed()
         if not _same_device(generator.device, device):
             raise ValueError(
-                f"generator: expected a torch.Generator on {device} (the catalogue's device), "
+                f"generator: expected a torch.Generator on {device} (the env's device), "
                 f"got one on {generator.device}"
             )
         self.generator = generator
 
     @classmethod
     def from_env(cls, env: Any, **kwargs: Any) -> BehaviorAgent:
-        """Builds the agent for ``env`` (its catalogue and ``config.action_type``)."""
-        return cls(env.catalogue, action_type=env.config.action_type, **kwargs)
+        """Builds the agent for ``env``."""
+        return cls(env, **kwargs)
+
+    def bind(self, env: Any) -> BehaviorAgent:
+        """Serve the current users of ``env`` from now on (an env of the same world: same
+        catalogue size and action kind); returns ``self``."""
+        previous = self.__dict__.get("env")
+        if previous is not None and (
+            env.config.num_items != previous.config.num_items
+            or env.action_kind is not previous.action_kind
+        ):
+            raise ValueError(
+                f"env: expected an env with {previous.config.num_items} items and "
+                f"{previous.config.action_type!r} actions, like the one this agent was made "
+                f"for, got {env.config.num_items} items and {env.config.action_type!r}"
+            )
+        # Kept out of the module's children: the env is not part of the policy's state.
+        self.__dict__["env"] = env
+        return self
 
     @property
     def num_items(self) -> int:
-        return self.catalogue.embeddings.shape[0]
+        return self.env.config.num_items
 
-    def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        """Probability of showing each item to each user: float32 ``[B, N]``, rows sum to 1."""
+    def distribution(self) -> ItemDistribution:
+        """The agent's item distribution for the env's current users."""
         raise NotImplementedError
 
     def options(self) -> dict[str, Any]:
@@ -139,16 +330,16 @@ class BehaviorAgent(TensorDictModuleBase):
         return {}
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        probs = self.item_probs(tensordict)
-        item = _sample_categorical(probs, self.generator)
+        dist = self.distribution()
+        item = dist.sample(_uniform(self.env.num_envs, self.generator, self.env.device))
         agent = torch.full_like(item, self.agent_id)
-        return _emit(self, tensordict, item, agent, probs)
+        return _emit(self, tensordict, item, agent, dist)
 
 
 class ExpertPolicy(BehaviorAgent):
     """Near-oracle behaviour: softmax of the noiseless item rewards at a temperature.
 
-    ``pi(i|s) ∝ exp(item_rewards[i] / temperature)``; ``temperature=0`` is the oracle
+    ``pi(i|s) ∝ exp(reward_i / temperature)``; ``temperature=0`` is the oracle
     (argmax, ties to the lowest id). Rewards lie in [0, 1], so 0.02 is nearly greedy and
     1 is nearly uniform.
 
@@ -159,7 +350,7 @@ class ExpertPolicy(BehaviorAgent):
         >>> env = make_env("RecSimBanditDiscrete", num_envs=4, num_items=20, seed=0)
         >>> policy = ExpertPolicy.from_env(env, temperature=0.0)
         >>> td = policy(env.reset())
-        >>> bool((td["action"] == td["item_rewards"].argmax(-1)).all())
+        >>> bool((td["action"] == env.oracle()["item"]).all())
         True
         >>> td["behavior_log_prob"], td["behavior_agent"]
         (tensor([0., 0., 0., 0.]), tensor([0, 0, 0, 0]))
@@ -168,12 +359,14 @@ class ExpertPolicy(BehaviorAgent):
     name = "expert"
     agent_id = 0
 
-    def __init__(self, catalogue: Any, *, temperature: float = 0.02, **kwargs: Any) -> None:
-        super().__init__(catalogue, **kwargs)
+    def __init__(self, env: Any, *, temperature: float = 0.02, **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
         self.temperature = _non_negative("temperature", temperature)
 
-    def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        return _softmax_or_argmax(tensordict.get("item_rewards"), self.temperature)
+    def distribution(self) -> ItemDistribution:
+        if self.temperature == 0.0:
+            return PointMass(self.env, self.env.oracle()["item"])
+        return _Softmax(self.env, 1.0, self.temperature)
 
     def options(self) -> dict[str, Any]:
         return {"temperature": self.temperature}
@@ -187,19 +380,25 @@ class AntiOraclePolicy(BehaviorAgent):
         >>> from drpo_rl.data.behavior import AntiOraclePolicy
         >>> env = make_env("RecSimBanditDiscrete", num_envs=4, num_items=20, seed=0)
         >>> td = AntiOraclePolicy.from_env(env)(env.reset())
-        >>> bool((td["action"] == td["item_rewards"].argmin(-1)).all())
+        >>> bool((td["action"] == env.reward_table().argmin(-1)).all())
         True
     """
 
     name = "anti_oracle"
     agent_id = 4
 
-    def __init__(self, catalogue: Any, *, temperature: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(catalogue, **kwargs)
+    def __init__(self, env: Any, *, temperature: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
         self.temperature = _non_negative("temperature", temperature)
 
-    def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        return _softmax_or_argmax(-tensordict.get("item_rewards"), self.temperature)
+    def distribution(self) -> ItemDistribution:
+        if self.temperature == 0.0:
+            env = self.env
+            _, worst = chunks.argmax(
+                lambda items: -env.reward_table(items), env.config.num_items, env.chunk_size
+            )
+            return PointMass(env, worst)
+        return _Softmax(self.env, -1.0, self.temperature)
 
     def options(self) -> dict[str, Any]:
         return {"temperature": self.temperature}
@@ -209,26 +408,27 @@ class EpsilonOraclePolicy(BehaviorAgent):
     """The oracle's item with probability ``1 - epsilon``, a uniform item otherwise.
 
     Examples:
+        >>> import torch
         >>> from envs import make_env
         >>> from drpo_rl.data.behavior import EpsilonOraclePolicy
         >>> env = make_env("RecSimBanditDiscrete", num_envs=2, num_items=10, seed=0)
-        >>> probs = EpsilonOraclePolicy.from_env(env, epsilon=0.5).item_probs(env.reset())
-        >>> sorted(set(probs[0].tolist()))
-        [0.05000000074505806, 0.550000011920929]
+        >>> _ = env.reset()
+        >>> dist = EpsilonOraclePolicy.from_env(env, epsilon=0.5).distribution()
+        >>> sorted({round(p, 6) for p in dist.log_probs(slice(0, 10))[0].exp().tolist()})
+        [0.05, 0.55]
     """
 
     name = "epsilon_oracle"
     agent_id = 3
 
-    def __init__(self, catalogue: Any, *, epsilon: float = 0.1, **kwargs: Any) -> None:
-        super().__init__(catalogue, **kwargs)
+    def __init__(self, env: Any, *, epsilon: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
         if not (isinstance(epsilon, (int, float)) and 0 <= epsilon <= 1):
             raise ValueError(f"epsilon: expected a number in [0, 1], got {epsilon!r}")
         self.epsilon = float(epsilon)
 
-    def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        greedy = _softmax_or_argmax(tensordict.get("item_rewards"), 0.0)
-        return (1.0 - self.epsilon) * greedy + self.epsilon / self.num_items
+    def distribution(self) -> ItemDistribution:
+        return _EpsilonGreedy(self.env, self.env.oracle()["item"], self.epsilon)
 
     def options(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon}
@@ -250,9 +450,8 @@ class RandomPolicy(BehaviorAgent):
     name = "random"
     agent_id = 2
 
-    def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        rewards = tensordict.get("item_rewards")
-        return torch.full_like(rewards, 1.0 / self.num_items)
+    def distribution(self) -> ItemDistribution:
+        return _Uniform(self.env)
 
 
 class SuboptimalPolicy(BehaviorAgent):
@@ -267,33 +466,32 @@ class SuboptimalPolicy(BehaviorAgent):
         >>> from envs import make_env
         >>> from drpo_rl.data.behavior import SuboptimalPolicy
         >>> env = make_env("RecSimBanditDiscrete", num_envs=2, num_items=10, seed=0)
-        >>> probs = SuboptimalPolicy.from_env(env).item_probs(env.reset())
+        >>> _ = env.reset()
+        >>> probs = SuboptimalPolicy.from_env(env).distribution().log_probs(slice(0, 10)).exp()
         >>> torch.allclose(probs[0], env.catalogue.popularity)
         True
-        >>> probs = SuboptimalPolicy.from_env(env, shortlist=3).item_probs(env.reset())
-        >>> (probs > 0).sum(-1).tolist()
+        >>> dist = SuboptimalPolicy.from_env(env, shortlist=3).distribution()
+        >>> (dist.log_probs(slice(0, 10)) > -float("inf")).sum(-1).tolist()
         [3, 3]
     """
 
     name = "suboptimal"
     agent_id = 1
 
-    def __init__(self, catalogue: Any, *, shortlist: int | None = None, **kwargs: Any) -> None:
-        super().__init__(catalogue, **kwargs)
+    def __init__(self, env: Any, *, shortlist: int | None = None, **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
         if shortlist is not None and not (
             isinstance(shortlist, int) and not isinstance(shortlist, bool) and shortlist >= 1
         ):
             raise ValueError(f"shortlist: expected None or an integer >= 1, got {shortlist!r}")
         self.shortlist = None if shortlist is None else min(shortlist, self.num_items)
 
-    def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        rewards = tensordict.get("item_rewards")
-        popularity = self.catalogue.popularity.expand_as(rewards)
+    def distribution(self) -> ItemDistribution:
         if self.shortlist is None:
-            return popularity.clone()
-        top = rewards.topk(self.shortlist, dim=-1).indices
-        kept = torch.zeros_like(popularity).scatter_(-1, top, popularity.gather(-1, top))
-        return kept / kept.sum(-1, keepdim=True)
+            return _Popularity(self.env, None)
+        env = self.env
+        _, top = chunks.topk(env.reward_table, env.config.num_items, self.shortlist, env.chunk_size)
+        return _Popularity(env, top)
 
     def options(self) -> dict[str, Any]:
         return {"shortlist": self.shortlist}
@@ -314,14 +512,32 @@ def make_agent(name: str, env: Any, **kwargs: Any) -> BehaviorAgent:
     return AGENTS[name].from_env(env, **kwargs)
 
 
+class _MixtureDistribution(ItemDistribution):
+    """sum_k w_k pi_k: the mixture's propensities, from its components'."""
+
+    def __init__(self, env: Any, log_weights: torch.Tensor, parts: list[ItemDistribution]):
+        super().__init__(env)
+        self.log_weights, self.parts = log_weights, parts
+
+    def _mix(self, logs: list[torch.Tensor]) -> torch.Tensor:
+        shape = (-1,) + (1,) * logs[0].dim()
+        return torch.logsumexp(self.log_weights.view(shape) + torch.stack(logs), dim=0)
+
+    def log_probs(self, items: slice) -> torch.Tensor:
+        return self._mix([part.log_probs(items) for part in self.parts])
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        return self._mix([part.log_prob(items) for part in self.parts])
+
+
 class BehaviorMixture(BehaviorAgent):
     """Picks one agent per interaction with probability ``weights[k]``; logs its true propensity.
 
     For each user, agent ``k`` is drawn with probability ``w_k``, then acts; the row
     records that agent's id in ``"behavior_agent"`` and the MIXTURE's propensity
     ``log sum_k w_k pi_k(a|s)`` in ``"behavior_log_prob"`` (what an off-policy learner must
-    reweight by: it does not observe which agent acted). All agents must share the
-    catalogue and the action settings; the mixture samples with its own generator.
+    reweight by: it does not observe which agent acted). All agents must share the env
+    and the action noise; the mixture samples with its own generator.
 
     Args:
         agents (sequence of BehaviorAgent): the components (distinct names).
@@ -362,29 +578,20 @@ class BehaviorMixture(BehaviorAgent):
         for agent in agents:
             if not isinstance(agent, BehaviorAgent) or isinstance(agent, BehaviorMixture):
                 raise ValueError(f"agents: expected BehaviorAgent components, got {agent!r}")
-            if (
-                agent.catalogue is not first.catalogue
-                or agent.action_type != first.action_type
-                or agent.action_noise != first.action_noise
-            ):
+            if agent.env is not first.env or agent.action_noise != first.action_noise:
                 raise ValueError(
-                    "agents: every component must share the catalogue, action_type and "
-                    f"action_noise; {agent.name!r} differs from {first.name!r}"
+                    "agents: every component must share the env and action_noise; "
+                    f"{agent.name!r} differs from {first.name!r}"
                 )
         names = [agent.name for agent in agents]
         if len(set(names)) != len(names):
             raise ValueError(f"agents: expected distinct agents, got {names}")
         _check_weights(dict(zip(names, weights, strict=True)), known=None)
-        super().__init__(
-            first.catalogue,
-            action_type=first.action_type,
-            action_noise=first.action_noise,
-            generator=generator,
-        )
+        super().__init__(first.env, action_noise=first.action_noise, generator=generator)
         self.agents = torch.nn.ModuleList(agents)
         # Python floats for the metadata (the float32 buffer would record 0.10000000149).
         self._weight_values = [float(w) for w in weights]
-        device = first.catalogue.embeddings.device
+        device = first.env.device
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32, device=device))
         self.register_buffer(
             "agent_ids", torch.tensor([agent.agent_id for agent in agents], device=device)
@@ -420,27 +627,36 @@ class BehaviorMixture(BehaviorAgent):
                 kept.append(weight)
         return cls(agents, kept, generator=generator)
 
+    def bind(self, env: Any) -> BehaviorMixture:
+        super().bind(env)
+        for agent in self.__dict__.get("_modules", {}).get("agents", ()):
+            agent.bind(env)
+        return self
+
     def options(self) -> dict[str, Any]:
         return {
             agent.name: {"weight": w, **agent.options()}
             for agent, w in zip(self.agents, self._weight_values, strict=True)
         }
 
-    def item_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        """The mixture's item distribution ``sum_k w_k pi_k``: float32 ``[B, N]``."""
-        return torch.einsum("k,kbn->bn", self.weights, self._component_probs(tensordict))
-
-    def _component_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
-        return torch.stack([agent.item_probs(tensordict) for agent in self.agents])
+    def distribution(self) -> ItemDistribution:
+        """The mixture's item distribution ``sum_k w_k pi_k``."""
+        parts = [agent.distribution() for agent in self.agents]
+        return _MixtureDistribution(self.env, self.weights.log(), parts)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        probs = self._component_probs(tensordict)  # [K, B, N]
-        batch = probs.shape[1]
-        choice = _sample_categorical(self.weights.expand(batch, -1), self.generator)
-        rows = torch.arange(batch, device=probs.device)
-        item = _sample_categorical(probs[choice, rows], self.generator)
-        mixture = torch.einsum("k,kbn->bn", self.weights, probs)
-        return _emit(self, tensordict, item, self.agent_ids[choice], mixture)
+        b, device = self.env.num_envs, self.env.device
+        dist = self.distribution()
+        choice = torch.searchsorted(
+            self.weights.cumsum(0),
+            _uniform(b, self.generator, device) * self.weights.sum(),
+            right=True,
+        ).clamp_(max=len(self.agents) - 1)
+        # One draw per user serves every component: the chosen one's sample is kept.
+        uniform = _uniform(b, self.generator, device)
+        candidates = torch.stack([part.sample(uniform) for part in dist.parts])  # [K, B]
+        item = candidates.gather(0, choice.unsqueeze(0)).squeeze(0)
+        return _emit(self, tensordict, item, self.agent_ids[choice], dist)
 
 
 def _emit(
@@ -448,40 +664,26 @@ def _emit(
     tensordict: TensorDictBase,
     item: torch.Tensor,
     agent: torch.Tensor,
-    probs: torch.Tensor,
+    dist: ItemDistribution,
 ) -> TensorDictBase:
-    """Writes action, propensity and agent id for the chosen items; ``probs``: the policy's."""
-    if policy.action_type == "item":
-        action = item
-        log_prob = probs.gather(-1, item.unsqueeze(-1)).squeeze(-1).log()
-    else:
-        embeddings = policy.catalogue.embeddings
-        action = embeddings[item]
-        if policy.action_noise == 0.0:
-            log_prob = probs.gather(-1, item.unsqueeze(-1)).squeeze(-1).log()
-        else:
-            noise = torch.randn(
-                action.shape, generator=policy.generator, device=action.device, dtype=action.dtype
-            )
-            action = action + policy.action_noise * noise
-            log_prob = _gaussian_mixture_log_density(action, embeddings, probs, policy.action_noise)
+    """Writes action, propensity and agent id for the chosen items; ``dist``: the policy's."""
+    env = policy.env
+    action, log_prob = env.action_kind.behaviour_action(
+        item,
+        dist.log_prob(item),
+        env,
+        noise=policy.action_noise,
+        generator=policy.generator,
+        log_probs=dist.log_probs,
+    )
     tensordict.set("action", action)
     tensordict.set("behavior_log_prob", log_prob.to(torch.float32))
     tensordict.set("behavior_agent", agent.to(torch.int64))
     return tensordict
 
 
-def _gaussian_mixture_log_density(
-    action: torch.Tensor, means: torch.Tensor, weights: torch.Tensor, std: float
-) -> torch.Tensor:
-    """log sum_i weights[b, i] N(action[b]; means[i], std^2 I): [B]."""
-    dim = action.shape[-1]
-    # |a - e|^2 expanded, so that no [B, N, d] tensor is built.
-    sq_dist = (
-        action.pow(2).sum(-1, keepdim=True) - 2.0 * action @ means.T + means.pow(2).sum(-1)
-    ).clamp_min(0.0)
-    log_normal = -sq_dist / (2.0 * std * std) - 0.5 * dim * math.log(2.0 * math.pi * std * std)
-    return torch.logsumexp(weights.log() + log_normal, dim=-1)
+def _uniform(num: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(num, generator=generator, device=device)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -494,25 +696,6 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
             current if b.index is None else b.index
         )
     return True
-
-
-def _sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One index per row of ``probs`` [B, N] by inverse CDF: int64 [B].
-
-    Several times faster than ``torch.multinomial`` on the CPU. ``u`` is drawn below each
-    row's total, so rounding in the cumulative sum can never select a zero-probability
-    index (``right=True`` skips the flat steps those leave in the CDF).
-    """
-    cdf = probs.cumsum(-1)
-    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device)
-    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).squeeze(-1)
-
-
-def _softmax_or_argmax(scores: torch.Tensor, temperature: float) -> torch.Tensor:
-    if temperature == 0.0:
-        best = scores.argmax(-1, keepdim=True)
-        return torch.zeros_like(scores).scatter_(-1, best, 1.0)
-    return torch.softmax(scores / temperature, dim=-1)
 
 
 def _non_negative(field: str, value: Any) -> float:

@@ -27,15 +27,16 @@ from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer
 from tqdm.auto import tqdm
 
-import envs
 from drpo_rl.data.behavior import BehaviorMixture
 from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs, StagedDataset
 from drpo_rl.data.scenarios import scenario_name, scenario_weights
+from envs import EnvSpec
 from envs.devices import check_device
 
 __all__ = ["LOG_KEYS", "SESSION_KEYS", "generate_logs"]
 
-#: Keys stored for every interaction. "item_rewards" (privileged, N floats per row) is not.
+#: Keys stored for every interaction; of the env's privileged truth, only the noiseless
+#: reward of the item shown ("latent_reward", for analysis; no learner reads it).
 LOG_KEYS = (
     "observation",
     "action",
@@ -63,7 +64,7 @@ _IDENTITY_FIELDS = ("env", "scenario", "behavior", "seed", "num_samples", "num_e
 
 
 def generate_logs(
-    env_name: str,
+    env_name: str | EnvSpec,
     scenario: str | Mapping[str, float],
     num_samples: int,
     *,
@@ -86,7 +87,8 @@ def generate_logs(
     names every difference (``field: stored ... requested ...``).
 
     Args:
-        env_name (str): a name of :func:`envs.list_envs` (or its Gymnasium id).
+        env_name (str or EnvSpec): a name of :func:`envs.list_envs` (or its Gymnasium id),
+            or an :class:`envs.EnvSpec` (name and config overrides).
         scenario (str or dict): ``"clean"``, ``"medium"``, ``"extreme"``, ``"noise-<p>"`` or
             ``{agent: weight}`` (see :mod:`drpo_rl.data.scenarios`).
         num_samples (int): interactions to log. For session envs a multiple of
@@ -132,19 +134,23 @@ def generate_logs(
         raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
     weights = scenario_weights(scenario)
     device = check_device(device)
+    spec = env_name if isinstance(env_name, EnvSpec) else EnvSpec(env_name, env_overrides)
+    if isinstance(env_name, EnvSpec) and env_overrides:
+        raise ValueError("env_overrides only apply when env_name is a name, not an EnvSpec")
     env_seed, behavior_seed = _derived_seeds(seed)
-    # A one-user env is cheap and gives the resolved config (validated overrides).
-    probe = envs.make_env(env_name, num_envs=1, device=device, seed=env_seed, **env_overrides)
-    session = probe.dynamics.max_length > 1
+    session = spec.config.dynamics().max_length > 1
     num_envs = _resolve_num_envs(num_envs, num_samples, session)
-    behavior = BehaviorMixture.from_weights(
-        probe, weights, agent_options=agent_options, action_noise=action_noise
+    # "latent_reward" is logged for analysis; no learner reads it.
+    env = spec.make(num_envs=num_envs, device=device, seed=env_seed, privileged=("latent_reward",))
+    generator = torch.Generator(device=device).manual_seed(behavior_seed)
+    policy = BehaviorMixture.from_weights(
+        env, weights, agent_options=agent_options, action_noise=action_noise, generator=generator
     )
     request = _to_json(
         {
-            "env": {"name": type(probe).__name__, "config": dataclasses.asdict(probe.config)},
+            "env": {"name": type(env).__name__, "config": dataclasses.asdict(env.config)},
             "scenario": {"name": scenario_name(scenario), "weights": weights},
-            "behavior": {"agents": behavior.options(), "action_noise": float(action_noise)},
+            "behavior": {"agents": policy.options(), "action_noise": float(action_noise)},
             "seed": seed,
             "num_samples": num_samples,
             "num_envs": num_envs,
@@ -156,11 +162,6 @@ def generate_logs(
         _check_same_request(path, stored.metadata, request)
         return stored
 
-    env = envs.make_env(env_name, num_envs=num_envs, device=device, seed=env_seed, **env_overrides)
-    generator = torch.Generator(device=device).manual_seed(behavior_seed)
-    policy = BehaviorMixture.from_weights(
-        env, weights, agent_options=agent_options, action_noise=action_noise, generator=generator
-    )
     keys = LOG_KEYS + (SESSION_KEYS if session else ())
     metadata = {
         "kind": "drpo_rl.generated_logs",

@@ -6,8 +6,8 @@ imports :mod:`drpo_rl.evaluation.command`) does not import torch.
 Example:
     >>> from drpo_rl.evaluation import evaluate, oracle_policy
     >>> from envs import make_env
-    >>> env = make_env("RecSimBanditDiscrete", num_envs=128, seed=0)
-    >>> evaluate(oracle_policy(env), env, num_users=128)["hit_rate"]
+    >>> oracle = oracle_policy(make_env("RecSimBanditDiscrete"))
+    >>> evaluate(oracle, "RecSimBanditDiscrete", num_users=128)["hit_rate"]
     1.0
 """
 

@@ -12,7 +12,7 @@ Example:
     >>> acc = OnlineMetrics(num_items=3, embeddings=None, price=5.0, multi_step=False)
     >>> chunk = TensorDict(
     ...     {
-    ...         "item_rewards": torch.tensor([[[0.1, 0.9, 0.5]], [[0.7, 0.2, 0.3]]]),
+    ...         "oracle_reward": torch.tensor([[[0.9]], [[0.7]]]),
     ...         "next": {
     ...             "reward": torch.tensor([[[0.9]], [[0.2]]]),
     ...             "latent_reward": torch.tensor([[[0.9]], [[0.2]]]),
@@ -45,7 +45,10 @@ NEXT_REWARD = ("next", "reward")
 NEXT_LATENT = ("next", "latent_reward")
 NEXT_ITEM = ("next", "item")
 NEXT_DONE = ("next", "done")
-ITEM_REWARDS = "item_rewards"
+#: The env's privileged truth at each step (``privileged=("oracle",)``): the best item for
+#: the state the policy faced, and its noiseless reward.
+ORACLE_ITEM = "oracle_item"
+ORACLE_REWARD = "oracle_reward"
 
 
 def first_session_mask(done: torch.Tensor) -> torch.Tensor:
@@ -139,11 +142,11 @@ class OnlineMetrics:
         else:
             latent = latent.reshape(chunk.shape).to(torch.float64)
             self._add("latent", latent * weight)
-            item_rewards = chunk.get(ITEM_REWARDS, None)
-            if item_rewards is None:
+            best = chunk.get(ORACLE_REWARD, None)
+            if best is None:
                 self.has_oracle = False
             else:
-                best = item_rewards.max(-1).values.to(torch.float64)
+                best = best.reshape(chunk.shape).to(torch.float64)
                 self._add("regret", (best - latent) * weight)
                 # A hit is an item as good as the best one: ties (duplicate items, saturated
                 # rewards) count as hits rather than depending on argmax tie-breaking.

@@ -21,11 +21,18 @@ from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
-from drpo_rl.evaluation.metrics import ITEM_REWARDS, OnlineMetrics
+from drpo_rl.evaluation.metrics import OnlineMetrics
+from envs import EnvSpec
+from envs.devices import check_device
+from envs.dynamics import observation_layout
 
-# Rough upper bound on what one chunk may hold, per device type: every step of a chunk keeps
-# the privileged item rewards [users, items] plus observations, so the chunk size follows
-# from the catalogue size and horizon.
+#: What evaluate() asks of the envs it builds: the truth behind latent reward, regret and
+#: hit rate (a chunked search over the catalogue per step, never a [users, items] table).
+PRIVILEGED = ("latent_reward", "oracle")
+
+# Rough upper bound on what one chunk of users may hold, per device type: every step of a
+# chunk keeps the observations and a few numbers per user, so the chunk size follows from
+# the observation size and horizon (the env bounds its own per-item work by its chunk size).
 CHUNK_BYTES = {"cpu": 256 * 2**20, "cuda": 4 * 2**30}
 MAX_CHUNK_USERS = {"cpu": 65_536, "cuda": 1_048_576}
 
@@ -47,9 +54,6 @@ def _num_items(env: EnvBase) -> int | None:
     catalogue = getattr(env, "catalogue", None)
     if catalogue is not None:
         return int(catalogue.embeddings.shape[0])
-    spec = env.full_observation_spec.get(ITEM_REWARDS, None)
-    if spec is not None:
-        return int(spec.shape[-1])
     action_space = getattr(env.full_action_spec["action"], "space", None)
     n = getattr(action_space, "n", None)
     return int(n) if n is not None else None
@@ -66,9 +70,9 @@ def _embeddings(env: EnvBase) -> torch.Tensor | None:
     return None if catalogue is None else catalogue.embeddings
 
 
-def _default_chunk(num_users: int, num_items: int | None, obs_dim: int, steps: int, device) -> int:
+def _default_chunk(num_users: int, obs_dim: int, steps: int, device) -> int:
     kind = torch.device(device).type
-    per_user = steps * ((num_items or 0) + obs_dim + 16) * 4 * 3
+    per_user = steps * (obs_dim + 16) * 4 * 3
     cap = CHUNK_BYTES.get(kind, CHUNK_BYTES["cpu"]) // per_user
     cap = max(1, min(num_users, cap, MAX_CHUNK_USERS.get(kind, MAX_CHUNK_USERS["cpu"])))
     # Equal chunks: the last chunk is as full as the others, so (almost) no user is
@@ -76,16 +80,24 @@ def _default_chunk(num_users: int, num_items: int | None, obs_dim: int, steps: i
     return math.ceil(num_users / math.ceil(num_users / cap))
 
 
-def _make_env(name: str, num_envs: int, device, seed: int, env_kwargs: Mapping[str, Any]):
-    # Imported here so that drpo_rl.evaluation works on any TorchRL env without envs/.
-    from envs import make_env
+def _make_env(spec, num_envs: int, device, seed: int):
+    return spec.make(num_envs=num_envs, device=device, seed=seed, privileged=PRIVILEGED)
 
-    return make_env(name, num_envs=num_envs, device=device, seed=seed, **env_kwargs)
+
+def _bound_to(policy, env):
+    """Binds a policy that reads privileged truth from its env (a behaviour agent: it has
+    ``env`` and ``bind``) to ``env``; returns the env it had, or None for other policies."""
+    bind = getattr(policy, "bind", None)
+    previous = getattr(policy, "env", None)
+    if bind is None or previous is None:
+        return None
+    bind(env)
+    return previous
 
 
 def evaluate(
     policy: Callable[[TensorDictBase], TensorDictBase],
-    env: str | EnvBase,
+    env: str | EnvSpec | EnvBase,
     *,
     num_users: int,
     device: str | torch.device = "cpu",
@@ -101,11 +113,14 @@ def evaluate(
     Args:
         policy: a TorchRL policy (e.g. a ``TensorDictModule``) reading the env's keys and
             writing ``"action"``.
-        env: an environment name for :func:`envs.make_env` (built with ``batch_size`` users
-            on ``device``), or any batched TorchRL env with batch size ``[B]`` and the keys
-            of the env contract (``("next", "reward")``, ``("next", "done")``; optionally
-            ``("next", "latent_reward")``, ``("next", "item")``, ``"item_rewards"``). A
-            given env is re-seeded with ``seed`` and used with its own batch size.
+        env: an environment name for :func:`envs.make_env` or an :class:`envs.EnvSpec`
+            (built with ``batch_size`` users on ``device`` and the privileged outputs
+            :data:`PRIVILEGED`), or any batched TorchRL env with batch size ``[B]`` and the
+            keys of the env contract (``("next", "reward")``, ``("next", "done")``;
+            optionally ``("next", "latent_reward")``, ``("next", "item")``,
+            ``"oracle_reward"``). A given env is re-seeded with ``seed`` and used with its
+            own batch size. A policy that reads privileged truth from its env (a behaviour
+            agent) is bound to the evaluation env for the run, then back to its own.
         num_users: how many simulated users (one session each) to evaluate.
         device: where the env, the policy and the metrics live.
         seed: the evaluation env's seed; the same seed gives the same numbers.
@@ -120,8 +135,8 @@ def evaluate(
         A dict of floats: ``num_users``, ``num_steps``, ``reward`` (mean observed reward
         per interaction) with ``reward_ci95`` (95% half-width), ``reward_ci_low``,
         ``reward_ci_high``, ``ecpm`` and ``ecpm_ci95``; where the env provides them,
-        ``latent_reward`` (noiseless), ``regret`` and ``hit_rate`` (against the best item
-        in ``"item_rewards"``), ``coverage`` (share of the catalogue recommended at least
+        ``latent_reward`` (noiseless), ``regret`` and ``hit_rate`` (against the best item,
+        ``"oracle_reward"``), ``coverage`` (share of the catalogue recommended at least
         once) and ``diversity`` (mean pairwise cosine distance of the recommended items'
         embeddings across all users); for multi-step sessions also ``return``,
         ``return_ci95``, ``length``, ``truncated_sessions`` and ``session_diversity``
@@ -130,7 +145,8 @@ def evaluate(
     Example:
         >>> from drpo_rl.evaluation import evaluate, oracle_policy
         >>> from envs import make_env
-        >>> env = make_env("RecSimBanditDiscrete", num_envs=256, seed=0)
+        >>> env = make_env("RecSimBanditDiscrete", num_envs=256, seed=0,
+        ...                privileged=("latent_reward", "oracle"))
         >>> metrics = evaluate(oracle_policy(env), env, num_users=512)
         >>> metrics["hit_rate"], metrics["regret"] < 1e-6
         (1.0, True)
@@ -141,20 +157,22 @@ def evaluate(
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
-    # The suite's one device rule (ValueError listing the valid devices), imported here like
-    # make_env below: importing envs registers its environments, which a given env does not need.
-    from envs.devices import check_device
-
     device = check_device(device)
     env_kwargs = dict(env_kwargs or {})
 
-    if isinstance(env, str):
-        probe = _make_env(env, 1, device, seed, env_kwargs)
-        steps = max_steps or _horizon(probe) or 1
-        obs_dim = int(probe.full_observation_spec["observation"].shape[-1])
-        chunk = batch_size or _default_chunk(num_users, _num_items(probe), obs_dim, steps, device)
-        probe.close()
-        env = _make_env(env, chunk, device, seed, env_kwargs)
+    if isinstance(env, (str, EnvSpec)):
+        if isinstance(env, str):
+            env = EnvSpec(env, env_kwargs)
+        elif env_kwargs:
+            raise ValueError("env_kwargs only apply when env is a name, not an EnvSpec")
+        config = env.config
+        steps = max_steps or config.dynamics().max_length
+        obs_dim = max(
+            part.stop
+            for part in observation_layout(config.embedding_dim, config.dynamics()).values()
+        )
+        chunk = batch_size or _default_chunk(num_users, obs_dim, steps, device)
+        env = _make_env(env, chunk, device, seed)
     else:
         if env_kwargs:
             raise ValueError("env_kwargs only apply when env is a name, not an env instance")
@@ -195,6 +213,7 @@ def evaluate(
         trust_policy=True if not _has_tensors(policy) else None,
     )
     remaining = num_users
+    own_env = _bound_to(policy, env)
     try:
         with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
             bar = tqdm(
@@ -206,4 +225,6 @@ def evaluate(
                 remaining -= chunk
     finally:
         collector.shutdown(close_env=False)
+        if own_env is not None:
+            policy.bind(own_env)
     return metrics.result()

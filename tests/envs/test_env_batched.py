@@ -27,12 +27,16 @@ def test_check_env_specs(name, overrides):
 
 @pytest.mark.parametrize("name", ["RecSimBandit", "RecSimBanditDiscrete", "UserSession"])
 def test_contract_keys_shapes_dtypes(name):
-    env = make_env(name, num_envs=B, seed=1)
+    # By default no privileged truth rides in the outputs (nor in the observation spec).
+    assert set(make_env(name, num_envs=B).observation_spec.keys()) == {"observation", "item"}
+    privileged = ("latent_reward", "oracle", "item_rewards")
+    env = make_env(name, num_envs=B, seed=1, privileged=privileged)
     n, d = env.config.num_items, env.config.embedding_dim
     td = env.reset()
     assert td["observation"].dtype == torch.float32
     assert td["observation"].shape[0] == B
     assert td["item_rewards"].shape == (B, n) and td["item_rewards"].dtype == torch.float32
+    assert td["oracle_item"].shape == (B,) and td["oracle_reward"].shape == (B, 1)
     td = env.rand_step(td)
     nxt = td["next"]
     if env.config.action_type == "embedding":
@@ -61,11 +65,13 @@ def _reference_item_rewards(env, preference):
 
 
 def test_bandit_rewards_follow_the_formula():
-    env = make_env("RecSimBanditDiscrete", num_envs=B, seed=3, reward_noise=0.0)
+    env = make_env(
+        "RecSimBanditDiscrete", num_envs=B, seed=3, reward_noise=0.0, privileged=("latent_reward",)
+    )
     td = env.reset()
     pref = env.latent_state()["preference"]
     expected = _reference_item_rewards(env, pref)
-    torch.testing.assert_close(td["item_rewards"].double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(env.reward_table().double(), expected, rtol=1e-5, atol=1e-6)
     action = torch.tensor([0, 5, 17, 42, 99, 3])
     td["action"] = action
     nxt = env.step(td)["next"]

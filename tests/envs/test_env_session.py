@@ -6,7 +6,15 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from envs import make_env
+from envs import make_env as _make_env
+
+# These tests read the full reward table, opted into on these small catalogues.
+PRIVILEGED = ("latent_reward", "item_rewards")
+
+
+def make_env(*args, **kwargs):
+    return _make_env(*args, privileged=PRIVILEGED, **kwargs)
+
 
 B = 5
 

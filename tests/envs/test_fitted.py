@@ -148,11 +148,11 @@ def test_env_passes_check_env_specs_and_runs_the_session_core(ratings_file, tmp_
     assert env.config.num_items == 50 and env.catalogue.embeddings.shape == (50, 4)
     assert env.config.delta == env.fitted.delta and env.config.user_spread == 0.0
     assert torch.equal(env.catalogue.embeddings, env.fitted.items)
-    td = env.reset()
+    env.reset()
     # The core's reward rule on the fitted items, for the users it drew.
     preference = env.latent_state()["preference"]
     rule = dynamics.affinity(env.fitted.items, preference, env.config.delta)
-    torch.testing.assert_close(td["item_rewards"], rule)
+    torch.testing.assert_close(env.reward_table(), rule)
     rollout = env.rollout(30)
     assert rollout["next", "reward"].shape[-1] == 1
     assert ((rollout["next", "reward"] >= 0) & (rollout["next", "reward"] <= 1)).all()
@@ -169,7 +169,7 @@ def test_simulated_users_are_the_fitted_users_and_reproduce_the_fit(
         "FittedRatings", num_envs=64, seed=1, ratings_path=ratings_file, cache_dir=tmp_path, **SMALL
     )
     fit = env.fitted
-    td = env.reset()
+    env.reset()
     preference = env.latent_state()["preference"]
     # No spread: each simulated user is exactly one fitted user, and many distinct ones.
     user = (preference @ fit.users.T).argmax(dim=-1)
@@ -178,7 +178,7 @@ def test_simulated_users_are_the_fitted_users_and_reproduce_the_fit(
     torch.testing.assert_close(env.population.weights, torch.full((80,), 1 / 80))
     # So the env's rewards at arrival are the fit's predicted ratings for those users.
     predicted = fit.predict(user.repeat_interleave(50), torch.arange(50).repeat(64))
-    torch.testing.assert_close(td["item_rewards"], predicted.view(64, 50), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(env.reward_table(), predicted.view(64, 50), rtol=1e-5, atol=1e-6)
 
 
 def test_user_weighting_and_spread(ratings_file, tmp_path):
@@ -203,7 +203,7 @@ def test_env_config_rebuilds_the_same_env(ratings_file, tmp_path):
     assert again.config == env.config
     assert torch.equal(again.catalogue.embeddings, env.catalogue.embeddings)
     a, b = env.reset(), again.reset()
-    assert torch.equal(a["item_rewards"], b["item_rewards"])
+    assert torch.equal(env.reward_table(), again.reward_table())
     a["action"] = b["action"] = torch.tensor([0, 7, 49])
     a, b = env.step(a)["next"], again.step(b)["next"]
     assert torch.equal(a["reward"], b["reward"]) and torch.equal(a["observation"], b["observation"])

@@ -18,6 +18,9 @@ from envs import make_env
 
 IDS = ["drpo_rl/RecSimBandit-v0", "drpo_rl/RecSimBanditDiscrete-v0", "drpo_rl/UserSession-v0"]
 
+# The privileged outputs, asked of both faces so that they can be compared too.
+PRIVILEGED = ("latent_reward", "oracle", "item_rewards")
+
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_gymnasium_check_env(env_id):
@@ -60,7 +63,7 @@ def test_make_vec_both_modes(env_id):
 
 def test_vector_env_matches_batched_core_and_resets_same_step():
     # Low patience: users leave at different steps, so same-step resets are partial.
-    overrides = {"max_length": 6, "patience": 1.0}
+    overrides = {"max_length": 6, "patience": 1.0, "privileged": PRIVILEGED}
     vec = gym.make_vec(
         "drpo_rl/UserSession-v0", num_envs=6, vectorization_mode="vector_entry_point", **overrides
     )
@@ -87,6 +90,7 @@ def test_vector_env_matches_batched_core_and_resets_same_step():
         # Same-step autoreset: the returned observation is the new user's where done.
         np.testing.assert_array_equal(obs, td_next["observation"].numpy())
         np.testing.assert_array_equal(info["item_rewards"], td_next["item_rewards"].numpy())
+        np.testing.assert_array_equal(info["oracle_item"], td_next["oracle_item"].numpy())
         partial_seen |= bool(terminated.any() and not terminated.all())
         td = td_next
     assert partial_seen
@@ -126,13 +130,9 @@ def test_torchrl_wraps_the_vector_env():
 @pytest.mark.parametrize("name", ["RecSimBandit", "RecSimBanditDiscrete", "UserSession"])
 def test_gym_env_equals_batched_env_for_one_user(name):
     seed = 11
-    gym_env = (
-        gym.make(f"drpo_rl/{name}-v0", max_length=4)
-        if name == "UserSession"
-        else (gym.make(f"drpo_rl/{name}-v0"))
-    )
     overrides = {"max_length": 4} if name == "UserSession" else {}
-    core = make_env(name, num_envs=1, seed=seed, **overrides)
+    gym_env = gym.make(f"drpo_rl/{name}-v0", privileged=PRIVILEGED, **overrides)
+    core = make_env(name, num_envs=1, seed=seed, privileged=PRIVILEGED, **overrides)
     rng = np.random.default_rng(0)
     obs, info = gym_env.reset(seed=seed)
     td = core.reset()
@@ -154,6 +154,7 @@ def test_gym_env_equals_batched_env_for_one_user(name):
         assert info["item"] == int(nxt["item"][0])
         assert terminated == bool(nxt["terminated"][0, 0])
         np.testing.assert_array_equal(info["item_rewards"], nxt["item_rewards"][0].numpy())
+        assert info["oracle_reward"] == float(nxt["oracle_reward"][0, 0])
         if terminated or truncated:
             obs, info = gym_env.reset()
             np.testing.assert_array_equal(obs, td_next["observation"][0].numpy())

@@ -56,7 +56,7 @@ class TwoUsers(SimulatedUsersEnv):
 
 def test_population_hook_decides_the_users():
     env = TwoUsers(RecSimConfig(action_type="item", user_spread=0.0), num_envs=400, seed=0)
-    td = env.reset()
+    env.reset()
     preference = env.latent_state()["preference"]
     second = preference[:, 1] == 1.0
     assert torch.equal(preference[second], torch.eye(2, 16)[1].expand(int(second.sum()), 16))
@@ -65,7 +65,7 @@ def test_population_hook_decides_the_users():
     # The items are still the synthetic catalogue, and the reward rule runs on them.
     assert torch.equal(env.catalogue.embeddings, Catalogue.from_config(env.config).embeddings)
     torch.testing.assert_close(
-        td["item_rewards"], dynamics.affinity(env.catalogue.unit_embeddings, preference, 0.5)
+        env.reward_table(), dynamics.affinity(env.catalogue.unit_embeddings, preference, 0.5)
     )
 
 

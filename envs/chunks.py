@@ -1,0 +1,141 @@
+"""Exact reductions over the catalogue, one chunk of items at a time.
+
+A catalogue of 10^6 items and 10^5 users would need a [users, items] buffer of 400 GB: no
+path of the suite builds one. Whatever needs a score for every item (the embedding decode,
+the oracle, the expert behaviour) computes the scores of `chunk_size` items at a time,
+`score(items)` -> [B, chunk], and folds them into a running result; peak memory is one
+chunk, and the result equals the one-table computation for every chunk size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from envs.common.checks import check_int
+
+#: A score function: the scores [B, len(items)] of the items `items` (a slice of ids).
+Scores = Callable[[slice], torch.Tensor]
+
+#: Bytes one chunk of float32 scores may take when no chunk size is given.
+CHUNK_BYTES = 64 * 2**20
+
+
+def default_chunk_size(num_users: int, num_items: int) -> int:
+    """Items per chunk so that a [num_users, chunk] float32 block fits `CHUNK_BYTES`.
+
+    Example:
+        >>> default_chunk_size(4096, 1_000_000), default_chunk_size(4096, 100)
+        (4096, 100)
+    """
+    return max(1, min(num_items, CHUNK_BYTES // (4 * max(num_users, 1))))
+
+
+def item_chunks(num_items: int, chunk_size: int) -> Iterator[slice]:
+    """Consecutive slices of at most `chunk_size` item ids covering [0, num_items).
+
+    Example:
+        >>> list(item_chunks(5, 2))
+        [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    check_int("chunk_size", chunk_size)
+    for start in range(0, num_items, chunk_size):
+        yield slice(start, min(start + chunk_size, num_items))
+
+
+def argmax(score: Scores, num_items: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(best score [B], its item id int64 [B]); ties go to the lowest id, as `Tensor.argmax`.
+
+    Example:
+        >>> import torch
+        >>> table = torch.tensor([[0.1, 0.9, 0.9, 0.2], [0.5, 0.1, 0.3, 0.7]])
+        >>> argmax(lambda items: table[:, items], 4, 3)
+        (tensor([0.9000, 0.7000]), tensor([1, 3]))
+    """
+    best_value = best_item = None
+    for items in item_chunks(num_items, chunk_size):
+        value, index = score(items).max(dim=-1)
+        index = index + items.start
+        if best_value is None:
+            best_value, best_item = value, index
+        else:
+            better = value > best_value  # strict: an earlier chunk wins ties
+            best_value = torch.where(better, value, best_value)
+            best_item = torch.where(better, index, best_item)
+    return best_value, best_item
+
+
+def topk(
+    score: Scores, num_items: int, k: int, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the k best scores [B, k], descending, and their item ids int64 [B, k]).
+
+    Example:
+        >>> import torch
+        >>> table = torch.tensor([[0.1, 0.9, 0.4, 0.2, 0.8]])
+        >>> topk(lambda items: table[:, items], 5, 2, 2)[1].tolist()
+        [[1, 4]]
+    """
+    check_int("k", k)
+    k = min(k, num_items)
+    values = indices = None
+    for items in item_chunks(num_items, chunk_size):
+        chunk = score(items)
+        ids = torch.arange(items.start, items.stop, device=chunk.device).expand_as(chunk)
+        if values is not None:
+            chunk, ids = torch.cat([values, chunk], -1), torch.cat([indices, ids], -1)
+        values, order = chunk.topk(min(k, chunk.shape[-1]), dim=-1)
+        indices = ids.gather(-1, order)
+    return values, indices
+
+
+def logsumexp(score: Scores, num_items: int, chunk_size: int) -> torch.Tensor:
+    """log sum_i exp(score_i) over the catalogue: [B] (running max, no overflow).
+
+    Example:
+        >>> import torch
+        >>> table = torch.log(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+        >>> round(float(logsumexp(lambda items: table[:, items], 4, 3).exp()), 4)
+        10.0
+    """
+    total = None
+    for items in item_chunks(num_items, chunk_size):
+        part = torch.logsumexp(score(items), dim=-1)
+        total = part if total is None else torch.logaddexp(total, part)
+    return total
+
+
+def sample(
+    log_prob: Scores, num_items: int, chunk_size: int, uniform: torch.Tensor
+) -> torch.Tensor:
+    """Item ids int64 [B] by inverse CDF of normalised log-probabilities `log_prob`.
+
+    `uniform` [B] in [0, 1) is each user's draw: the result is the first item whose
+    cumulative probability exceeds it, so the same draws give the same items whatever the
+    chunk size. Zero-probability items are never chosen; a draw beyond the total (which
+    rounding may leave just below 1) takes the last item of positive probability.
+
+    Example:
+        >>> import torch
+        >>> probs = torch.tensor([[0.5, 0.0, 0.25, 0.25]]).log()
+        >>> [int(sample(lambda items: probs[:, items], 4, 2, torch.tensor([u])))
+        ...  for u in (0.1, 0.6, 0.9, 0.999999)]
+        [0, 2, 3, 3]
+    """
+    below = torch.zeros_like(uniform)
+    chosen = torch.full(uniform.shape, -1, dtype=torch.int64, device=uniform.device)
+    last_positive = torch.zeros_like(chosen)
+    for items in item_chunks(num_items, chunk_size):
+        probs = log_prob(items).exp()
+        cdf = below.unsqueeze(-1) + probs.cumsum(-1)
+        inside = torch.searchsorted(cdf, uniform.unsqueeze(-1), right=True).squeeze(-1)
+        found = (chosen < 0) & (inside < probs.shape[-1])
+        chosen = torch.where(found, inside + items.start, chosen)
+        positive = (probs > 0).any(-1)
+        last = probs.shape[-1] - 1 - (probs > 0).flip(-1).to(torch.int8).argmax(-1)
+        last_positive = torch.where(positive, last + items.start, last_positive)
+        below = cdf[:, -1]
+    # searchsorted(right=True) skips the flat steps of zero-probability items, so a found
+    # item always has positive probability.
+    return torch.where(chosen < 0, last_positive, chosen)
