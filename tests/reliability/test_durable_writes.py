@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from tensordict import TensorDict
 
-import drpo_rl.files as files
+import envs.common.files as files
 from drpo_rl.benchmark import store
 from drpo_rl.benchmark.plots import plot_all, plot_rewards
 from drpo_rl.data import OfflineLogs

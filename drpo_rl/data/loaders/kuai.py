@@ -36,7 +36,9 @@ from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
-from envs.ratings import TableError, file_sha256, read_table
+from envs.common.checks import check_int
+from envs.common.files import file_sha256
+from envs.common.tables import TableError, read_table
 
 __all__ = [
     "KUAIRAND_SIGNALS",
@@ -78,7 +80,7 @@ def parse_kuairand(
             in ``metadata["rows_removed"]``.
 
     Raises:
-        envs.ratings.TableError: a malformed file (names the file, line and column).
+        envs.common.tables.TableError: a malformed file (names the file, line and column).
 
     Examples:
         >>> import tempfile, pathlib
@@ -309,12 +311,8 @@ def _sequence(user, video, reward, seconds, history_length, extras) -> ParsedLog
 
 
 def _check_common(history_length: int, minimum: int) -> None:
-    for name, value, low in (
-        ("history_length", history_length, 0),
-        ("min_interactions_per_user", minimum, 1),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    check_int("history_length", history_length, minimum=0)
+    check_int("min_interactions_per_user", minimum)
 
 
 def _as_paths(paths) -> list[Path]:
