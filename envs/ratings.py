@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.common.checks import check_choice, fail
 from envs.common.files import file_sha256
 from envs.common.tables import COLUMN_KINDS, TableError, read_table
 
@@ -189,13 +190,10 @@ def read_ratings(
         ValueError: an unknown format or an empty rating scale.
     """
     format = detect_ratings_format(path) if format is None else format
-    if format not in _FORMAT_LAYOUT:
-        raise ValueError(f"unknown ratings format {format!r}; valid: {RATINGS_FORMATS}")
+    check_choice("format", format, RATINGS_FORMATS)
     low, high = (float(v) for v in rating_scale)
     if not high > low:
-        raise ValueError(
-            f"rating_scale must be (lowest, highest) with lowest < highest, got {rating_scale}"
-        )
+        fail("rating_scale", "(lowest, highest) with lowest < highest", rating_scale)
     sep, header, names, optional = _FORMAT_LAYOUT[format]
     frame = read_table(
         path,

@@ -13,6 +13,7 @@ from tensordict.utils import NestedKey
 
 from drpo_rl.objectives.dro import top_fraction_mask
 from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
+from envs.common.checks import check_choice, check_number
 
 __all__ = ["DRPOLoss"]
 
@@ -148,15 +149,12 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
                 f"need 0 < kappa_min <= kappa_max <= 1, got kappa_min={kappa_min}, "
                 f"kappa_max={kappa_max}."
             )
-        if not kappa_min <= kappa <= kappa_max:
-            raise ValueError(f"kappa must be in [{kappa_min}, {kappa_max}], got {kappa}.")
-        if weighting not in _WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}.")
-        if beta <= 0 or weight_cap <= 0 or eps < 0 or adapt_lambda < 0:
-            raise ValueError(
-                "beta and weight_cap must be > 0, eps and adapt_lambda >= 0; got "
-                f"beta={beta}, weight_cap={weight_cap}, eps={eps}, adapt_lambda={adapt_lambda}."
-            )
+        check_number("kappa", kappa, minimum=kappa_min, maximum=kappa_max)
+        check_choice("weighting", weighting, _WEIGHTINGS)
+        check_number("beta", beta, minimum=0, strict=True)
+        check_number("weight_cap", weight_cap, minimum=0, strict=True)
+        check_number("eps", eps, minimum=0)
+        check_number("adapt_lambda", adapt_lambda, minimum=0)
         if not 0 < adapt_down <= 1 <= adapt_up:
             raise ValueError(
                 f"need 0 < adapt_down <= 1 <= adapt_up, got {adapt_down} and {adapt_up}."

@@ -67,8 +67,11 @@ def test_other_rating_scale_and_missing_timestamp(tmp_path):
 def test_unknown_format_names_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"cannot tell the ratings format.*'ml-100k'"):
         detect_ratings_format(tmp_path / "ratings.txt")
-    with pytest.raises(ValueError, match="unknown ratings format 'parquet'"):
+    with pytest.raises(ValueError) as err:
         read_ratings(write_format(tmp_path, "csv"), format="parquet")
+    assert str(err.value) == (
+        "format: expected one of ['ml-100k', 'ml-1m', 'recbole', 'csv'], got 'parquet'"
+    )
 
 
 BAD = [

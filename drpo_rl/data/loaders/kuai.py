@@ -36,7 +36,7 @@ from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
-from envs.common.checks import check_int
+from envs.common.checks import check_choice, check_int, check_number
 from envs.common.files import file_sha256
 from envs.common.tables import TableError, read_table
 
@@ -94,8 +94,7 @@ def parse_kuairand(
         >>> logs.data["next", "reward"].squeeze(-1).tolist(), logs.data["timestamp"].tolist()
         ([1.0, 0.0], [1649379600.0, 1649379660.0])
     """
-    if reward not in KUAIRAND_SIGNALS:
-        raise ValueError(f"reward: expected one of {KUAIRAND_SIGNALS}, got {reward!r}")
+    check_choice("reward", reward, KUAIRAND_SIGNALS)
     _check_common(history_length, min_interactions_per_user)
     paths = _as_paths(paths)
     columns = {"user_id": "id", "video_id": "id", "time_ms": "int", reward: "binary"}
@@ -189,12 +188,8 @@ def parse_kuairec(
         >>> logs.rows_removed, logs.data["next", "reward"].squeeze(-1).tolist()
         ({'missing_timestamps': 1}, [0.36000001430511475, 0.9549999833106995])
     """
-    if missing_timestamps not in ("raise", "drop"):
-        raise ValueError(
-            f"missing_timestamps: expected 'raise' or 'drop', got {missing_timestamps!r}"
-        )
-    if not (isinstance(watch_ratio_cap, (int, float)) and watch_ratio_cap > 0):
-        raise ValueError(f"watch_ratio_cap: expected a number > 0, got {watch_ratio_cap!r}")
+    check_choice("missing_timestamps", missing_timestamps, ("raise", "drop"))
+    check_number("watch_ratio_cap", watch_ratio_cap, minimum=0, strict=True)
     _check_common(history_length, min_interactions_per_user)
     frame = read_table(
         path,

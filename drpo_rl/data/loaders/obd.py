@@ -47,7 +47,7 @@ from tensordict import TensorDict
 from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
-from envs.common.checks import check_int
+from envs.common.checks import check_choice, check_int
 from envs.common.files import file_sha256
 from envs.common.tables import TableError, read_table
 
@@ -62,15 +62,14 @@ def obd_sample_path(behavior_policy: str = "random", campaign: str = "all") -> P
 
     Found without importing obp (whose import needs scikit-learn and more).
 
-    Examples:
-        >>> path = obd_sample_path("bts", "men")
-        >>> path is None or path.name == "men.csv"
-        True
+    Example:
+        >>> obd_sample_path("bts", "teens")
+        Traceback (most recent call last):
+        ...
+        ValueError: campaign: expected one of ['all', 'men', 'women'], got 'teens'
     """
-    if behavior_policy not in ("random", "bts"):
-        raise ValueError(f"behavior_policy: expected 'random' or 'bts', got {behavior_policy!r}")
-    if campaign not in ("all", "men", "women"):
-        raise ValueError(f"campaign: expected 'all', 'men' or 'women', got {campaign!r}")
+    check_choice("behavior_policy", behavior_policy, ("random", "bts"))
+    check_choice("campaign", campaign, ("all", "men", "women"))
     spec = importlib.util.find_spec("obp")
     if spec is None or not spec.submodule_search_locations:
         return None

@@ -26,14 +26,6 @@ class ParsedLogs:
             rows), ``"options"`` (the loader's arguments), ``"keys"`` (what each key holds),
             ``"observation_layout"``, id mappings (``"item_ids"``: index -> id in the file,
             ...), ``"rows_removed"`` (rows each filter removed; empty when none ran).
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> p = ParsedLogs(TensorDict({"action": torch.zeros(2)}, batch_size=[2]),
-        ...                {"rows_removed": {"min_ratings_per_user": 3}})
-        >>> p.rows_removed, len(p)
-        ({'min_ratings_per_user': 3}, 2)
     """
 
     data: TensorDict
