@@ -1,4 +1,5 @@
-"""The optimistic DRO problem behind DRPO (PAPER.md section 3), solved exactly.
+"""The optimistic DRO problem behind DRPO, solved exactly (docs/method.md, "Optimistic DRO
+and the exact hard filter").
 
 On a sample of ``N`` scores ``r``, the optimistic CVaR problem is the linear program
 

@@ -1,4 +1,8 @@
-"""DRPOLoss: Distributionally Robust Policy Optimization as a TorchRL loss (PAPER.md 3-4)."""
+"""DRPOLoss: Distributionally Robust Policy Optimization as a TorchRL loss.
+
+The method is explained in docs/method.md, sections "Optimistic DRO and the exact hard
+filter", "The DRPO update" and "Adaptive kappa".
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
 
     - ``"drpo"``: ``w = (r - nu) / (std(A) + eps)``, ``A = r - nu`` over the kept samples,
       with the *population* standard deviation (ddof 0) over the kept set, as in
-      PAPER.md section 4 step 3. Without groups ``std(A)`` is the spread of the kept
+      docs/method.md, "The DRPO update", step 3. Without groups ``std(A)`` is the spread of the kept
       scores. ddof 0 keeps ``K = 1`` finite (the single kept sample is the boundary and
       gets weight 0). No mean is subtracted, so every weight is ``>= 0``.
     - ``"exp"`` (DRPO-Exp): ``w = exp((r - mean_kept) / beta)``, the exponent clamped so
