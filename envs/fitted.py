@@ -248,12 +248,16 @@ class FittedRatings(SimulatedUsersEnv):
 
     The `UserSession` dynamics (interest drift, cluster fatigue, patience) on users and
     items fitted to a real ratings log, so that simulated users like what the logged users
-    liked. The fit (see `envs.fitted`) finds unit vectors for every user and item, and the
+    liked. The fit (see `envs.fitting`) finds unit vectors for every user and item, and the
     reward width `delta`, such that the simulator's reward rule
     exp(-(1 - cos(e, u)) / (2 delta^2)) reproduces the ratings mapped onto [0, 1]. The
     catalogue is the fitted items (popularity: their frequency in the log); each simulated
     user is one of the fitted users (picked uniformly, or by their number of ratings), plus
     Gaussian noise of standard deviation `user_spread` if set.
+
+    Fits are kept on the disk (`cache_dir`, see `envs.fit_cache`) and, within a process,
+    shared by every env built from the same ratings file and fit settings: building the
+    env again (as a benchmark does) neither re-reads, re-hashes nor refits the file.
 
     ## Action Space
 
@@ -395,11 +399,9 @@ class MovieLens100K(FittedRatings):
     registered when the file is found. All other arguments as `FittedRatings`.
 
     ```python
-    >>> from envs import make_env
-    >>> env = make_env("MovieLens100K", num_envs=2, seed=0)  # doctest: +SKIP
-    >>> env.config.num_items  # doctest: +SKIP
-    1682
-
+    from envs import make_env
+    env = make_env("MovieLens100K", num_envs=2, seed=0)
+    env.config.num_items  # 1682
     ```
     """
 
