@@ -398,10 +398,20 @@ class MovieLens100K(FittedRatings):
     ``ratings_path`` may point elsewhere. Gymnasium id ``drpo_rl/MovieLens100K-v0``,
     registered when the file is found. All other arguments as `FittedRatings`.
 
+    With recbole installed, ``envs.make_env("MovieLens100K", num_envs=2, seed=0)`` gives
+    an env of 1682 items; elsewhere, or for another MovieLens file, pass its path:
+
     ```python
-    from envs import make_env
-    env = make_env("MovieLens100K", num_envs=2, seed=0)
-    env.config.num_items  # 1682
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "ratings.dat").write_text("1::10::5::0\\n1::20::1::1\\n2::10::4::2\\n")
+    >>> config = MovieLens100K.default_config(
+    ...     ratings_path=folder / "ratings.dat", embedding_dim=2, fit_steps=5, num_clusters=1,
+    ...     cache_dir=folder)
+    >>> env = MovieLens100K(config, num_envs=2, seed=0)
+    >>> env.config.ratings_format, env.config.num_items, env.fitted.item_ids.tolist()
+    (None, 2, [10, 20])
+
     ```
     """
 

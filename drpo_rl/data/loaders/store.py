@@ -26,6 +26,13 @@ class ParsedLogs:
             rows), ``"options"`` (the loader's arguments), ``"keys"`` (what each key holds),
             ``"observation_layout"``, id mappings (``"item_ids"``: index -> id in the file,
             ...), ``"rows_removed"`` (rows each filter removed; empty when none ran).
+
+    Example:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> data = TensorDict({"action": torch.tensor([3, 1])}, batch_size=[2])
+        >>> len(ParsedLogs(data, {})), ParsedLogs(data, {}).rows_removed  # no filter ran
+        (2, {})
     """
 
     data: TensorDict
