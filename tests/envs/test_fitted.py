@@ -14,6 +14,7 @@ from torchrl.envs.utils import check_env_specs
 import envs
 from envs import dynamics, fit_cache, make_env
 from envs.catalogue import Catalogue
+from envs.common.tables import TableError
 from envs.fitted import (
     FitSettings,
     FittedRatings,
@@ -24,7 +25,7 @@ from envs.fitted import (
     load_or_fit,
     recbole_ml100k_path,
 )
-from envs.ratings import TableError, read_ratings
+from envs.ratings import read_ratings
 
 
 def low_rank_ratings(path, *, users=80, items=50, rank=3, density=0.6, seed=0):

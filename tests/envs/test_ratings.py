@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from envs.common.tables import TableError, read_table
 from envs.fitted import recbole_ml100k_path
-from envs.ratings import Ratings, TableError, detect_ratings_format, read_ratings, read_table
+from envs.ratings import Ratings, detect_ratings_format, read_ratings
 
 ROWS = [
     (196, 242, 3, 881250949),
