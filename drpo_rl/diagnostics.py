@@ -1,4 +1,5 @@
-"""The phantom-gradient monitor: how much of an update is repulsion (PAPER.md section 2).
+"""The phantom-gradient monitor: how much of an update is repulsion (docs/method.md, "The
+curse of repulsion").
 
 For a weighted log-likelihood loss ``-mean(w * log pi(a|s))`` the gradient splits exactly
 into the part from samples with ``w < 0`` (which push the policy away from their logged

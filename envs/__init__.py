@@ -5,7 +5,9 @@ simulator core (`envs.dynamics`, pure batched torch functions):
 
 - `make_env(name, *, num_envs=1, device="cpu", seed=None, **config_fields)` and
   `list_envs()`: "RecSimBandit" (embedding action), "RecSimBanditDiscrete" (item id),
-  "UserSession" (multi-step sessions).
+  "UserSession" (multi-step sessions), "FittedRatings" (sessions on users and items fitted
+  to a ratings file) and "MovieLens100K" (the same on MovieLens-100K, listed when the
+  `recbole` package that ships it is installed).
 - Gymnasium ids `drpo_rl/<name>-v0`, registered on import (entry point: one user;
   vector entry point: the batched core), also reachable as "envs:drpo_rl/<name>-v0".
 

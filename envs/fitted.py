@@ -3,45 +3,41 @@ ratings log.
 
 Three steps, each usable alone:
 
-1. :func:`fit_embeddings` fits one unit vector per user and per item (and the reward width
-   ``delta``) so that the simulator's own reward rule reproduces the ratings mapped onto
-   [0, 1]: rating01(u, i) ~ exp(-(1 - cos(u, i)) / (2 delta^2)), computed by
-   :func:`envs.dynamics.pair_affinity`, the env's rule for matched pairs (matrix
-   factorisation with the simulator's link; full-batch Adam, seeded, on the CPU).
+1. :func:`~envs.fitting.fit_embeddings` (:mod:`envs.fitting`) fits one unit vector per user
+   and per item, and the reward width ``delta``, so that the simulator's own reward rule
+   reproduces the ratings; :func:`~envs.fit_cache.load_or_fit` (:mod:`envs.fit_cache`)
+   keeps fits on the disk, so re-making an env does not refit.
 2. :func:`fitted_world` turns the fitted item vectors into a
    :class:`~envs.catalogue.Catalogue` (popularity: their frequency in the log; clusters for
-   fatigue: spherical k-means of the fitted users, each item joining its nearest centre),
-   and :func:`fitted_population` the fitted user vectors into the
+   fatigue: spherical k-means of the fitted users, :mod:`envs.kmeans`, each item joining
+   its nearest centre), and :func:`fitted_population` the fitted user vectors into the
    :class:`~envs.population.UserPopulation` simulated users are drawn from.
 3. :class:`FittedRatings` runs the unchanged session core (:class:`~envs.simulator.
    SimulatedUsersEnv`) on that catalogue and population. :class:`MovieLens100K` is the
    same on the MovieLens-100K ratings shipped by the ``recbole`` package.
 
-Fits are cached (:func:`load_or_fit`): a ``.pt`` of tensors (read back with
-``weights_only=True``) beside a ``.json`` of the settings, keyed by the ratings file's
-SHA-256 and the settings, so re-making an env does not refit.
+The names of steps 1 are importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
-import json
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from envs import dynamics as rules
 from envs.catalogue import Catalogue
-from envs.config import UserSessionConfig, _is_int, _is_real, _require
+from envs.common.checks import check_choice, is_real
+from envs.config import UserSessionConfig, _require
+from envs.fit_cache import default_cache_dir, load_or_fit, shared_fit
+from envs.fitting import FitSettings, FittedEmbeddings, fit_embeddings
+from envs.kmeans import spherical_kmeans
 from envs.population import UserPopulation
-from envs.processes import process_alive
-from envs.ratings import RATINGS_FORMATS, Ratings, file_sha256, read_ratings
+from envs.ratings import RATINGS_FORMATS
 from envs.simulator import SimulatedUsersEnv
 
 __all__ = [
@@ -58,298 +54,6 @@ __all__ = [
     "load_or_fit",
     "recbole_ml100k_path",
 ]
-
-# 2: user_counts stored with the vectors.
-_CACHE_FORMAT = 2
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """How :func:`fit_embeddings` fits a ratings log.
-
-    Attributes:
-        embedding_dim: d, the length of the fitted vectors.
-        steps: full-batch Adam steps.
-        learning_rate: Adam's step size.
-        delta: the reward width of the simulator's rule; ``None`` fits it with the vectors
-            (from 0.5), a number keeps it fixed.
-        holdout_fraction: share of the ratings (drawn at random) kept out of the fit to
-            measure its error; 0 fits every rating.
-        seed: seeds the held-out draw and the initial vectors.
-
-    Examples:
-        >>> FitSettings(embedding_dim=8).steps
-        300
-        >>> FitSettings(holdout_fraction=1.0)
-        Traceback (most recent call last):
-        ...
-        ValueError: fit setting 'holdout_fraction': expected a number in [0, 1), got 1.0
-    """
-
-    embedding_dim: int = 16
-    steps: int = 300
-    learning_rate: float = 0.05
-    delta: float | None = None
-    holdout_fraction: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        def require(ok: bool, name: str, expected: str) -> None:
-            if not ok:
-                value = getattr(self, name)
-                raise ValueError(f"fit setting {name!r}: expected {expected}, got {value!r}")
-
-        for name in ("embedding_dim", "steps"):
-            value = getattr(self, name)
-            require(_is_int(value) and value >= 1, name, "an integer >= 1")
-        lr = self.learning_rate
-        require(_is_real(lr) and math.isfinite(lr) and lr > 0, "learning_rate", "a number > 0")
-        d = self.delta
-        require(
-            d is None or (_is_real(d) and math.isfinite(d) and d > 0),
-            "delta",
-            "None (fitted) or a number > 0",
-        )
-        h = self.holdout_fraction
-        require(_is_real(h) and 0 <= h < 1, "holdout_fraction", "a number in [0, 1)")
-        require(_is_int(self.seed), "seed", "an integer")
-
-
-@dataclass(frozen=True)
-class FittedEmbeddings:
-    """User and item vectors fitted to a ratings log, with what the fit achieved.
-
-    Attributes:
-        users: float32 [U, d], unit rows, in the order of ``user_ids``.
-        items: float32 [N, d], unit rows, in the order of ``item_ids``.
-        delta: the reward width the vectors were fitted with.
-        user_ids: int64 [U], the ids in the file (index -> id).
-        item_ids: int64 [N], the ids in the file (index -> id).
-        item_counts: int64 [N], ratings per item in the whole file.
-        user_counts: int64 [U], ratings per user in the whole file.
-        rmse: root mean squared error in rating units (e.g. stars) of the fitted rule, on
-            the ratings fitted (``"train"``) and held out (``"heldout"``), and of the
-            training mean rating on the held-out ratings (``"baseline"``); the held-out
-            entries are NaN when nothing was held out.
-        settings: the :class:`FitSettings` used.
-        source: the ratings file (path, format, rating scale, SHA-256, rows).
-        seconds: wall time of the fit.
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> f = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
-        >>> _ = f.write_text("user_id,item_id,rating\\n0,0,5\\n0,1,1\\n1,0,1\\n1,1,5\\n")
-        >>> fit = fit_embeddings(read_ratings(f), FitSettings(embedding_dim=4, steps=200,
-        ...                                                   holdout_fraction=0.0))
-        >>> fit.users.shape, fit.items.shape, fit.rmse["train"] < 0.1  # stars
-        (torch.Size([2, 4]), torch.Size([2, 4]), True)
-        >>> fit.predict(torch.tensor([0, 0]), torch.tensor([0, 1])).round(decimals=2)
-        tensor([1., 0.])
-    """
-
-    users: torch.Tensor
-    items: torch.Tensor
-    delta: float
-    user_ids: torch.Tensor
-    item_ids: torch.Tensor
-    item_counts: torch.Tensor
-    user_counts: torch.Tensor
-    rmse: dict[str, float]
-    settings: FitSettings
-    source: dict
-    seconds: float
-
-    @property
-    def num_users(self) -> int:
-        return self.users.shape[0]
-
-    @property
-    def num_items(self) -> int:
-        return self.items.shape[0]
-
-    def predict(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings on the [0, 1] scale for pairs of indices (not file ids)."""
-        return rules.pair_affinity(self.items[item_index], self.users[user_index], self.delta)
-
-
-def fit_embeddings(ratings: Ratings, settings: FitSettings | None = None) -> FittedEmbeddings:
-    """Fit unit user/item vectors (and delta) to ``ratings`` with the simulator's rule.
-
-    Minimises the mean squared error between ``ratings.rating01`` and
-    exp(-(1 - cos(u, i)) / (2 delta^2)) over the ratings not held out, by full-batch Adam
-    from seeded Gaussian vectors. An id that only appears in held-out ratings keeps its
-    random starting vector.
-    """
-    settings = FitSettings() if settings is None else settings
-    start = time.perf_counter()
-    generator = torch.Generator().manual_seed(settings.seed)
-    users = torch.as_tensor(ratings.user_index)
-    items = torch.as_tensor(ratings.item_index)
-    target = torch.as_tensor(ratings.rating01, dtype=torch.float32)
-    order = torch.randperm(len(ratings), generator=generator)
-    num_heldout = int(settings.holdout_fraction * len(ratings))
-    heldout, train = order[:num_heldout], order[num_heldout:]
-    d = settings.embedding_dim
-    user_vectors = torch.nn.Parameter(torch.randn(ratings.num_users, d, generator=generator))
-    item_vectors = torch.nn.Parameter(torch.randn(ratings.num_items, d, generator=generator))
-    params = [user_vectors, item_vectors]
-    if settings.delta is None:
-        log_delta = torch.nn.Parameter(torch.tensor(math.log(0.5)))
-        params.append(log_delta)
-    else:
-        log_delta = torch.tensor(math.log(settings.delta))
-    optimiser = torch.optim.Adam(params, lr=settings.learning_rate)
-
-    def predict(rows: torch.Tensor) -> torch.Tensor:
-        # Normalising the U + N vectors once, then gathering, costs far less than
-        # normalising R gathered rows.
-        unit_users = torch.nn.functional.normalize(user_vectors, dim=-1)
-        unit_items = torch.nn.functional.normalize(item_vectors, dim=-1)
-        return rules.pair_affinity(
-            unit_items[items[rows]], unit_users[users[rows]], log_delta.exp()
-        )
-
-    for _ in range(settings.steps):
-        optimiser.zero_grad(set_to_none=True)
-        loss = (predict(train) - target[train]).square().mean()
-        loss.backward()
-        optimiser.step()
-
-    scale = ratings.rating_scale[1] - ratings.rating_scale[0]
-    with torch.no_grad():
-        rmse = {"train": _rmse(predict(train), target[train]) * scale}
-        if num_heldout:
-            rmse["heldout"] = _rmse(predict(heldout), target[heldout]) * scale
-            baseline = target[train].mean().expand(num_heldout)
-            rmse["baseline"] = _rmse(baseline, target[heldout]) * scale
-        else:
-            rmse["heldout"] = rmse["baseline"] = math.nan
-        unit_users = torch.nn.functional.normalize(user_vectors, dim=-1)
-        unit_items = torch.nn.functional.normalize(item_vectors, dim=-1)
-    return FittedEmbeddings(
-        users=unit_users.detach().contiguous(),
-        items=unit_items.detach().contiguous(),
-        delta=float(log_delta.detach().exp()),
-        user_ids=torch.as_tensor(ratings.user_ids),
-        item_ids=torch.as_tensor(ratings.item_ids),
-        item_counts=torch.bincount(items, minlength=ratings.num_items),
-        user_counts=torch.bincount(users, minlength=ratings.num_users),
-        rmse=rmse,
-        settings=settings,
-        source=_source_of(ratings),
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _rmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    return float((prediction - target).square().mean().sqrt())
-
-
-def _source_of(ratings: Ratings) -> dict:
-    return {
-        "path": str(Path(ratings.path).resolve()),
-        "format": ratings.format,
-        "rating_scale": list(ratings.rating_scale),
-        "sha256": file_sha256(ratings.path),
-        "rows": len(ratings),
-    }
-
-
-def default_cache_dir() -> Path:
-    """``$DRPO_RL_CACHE/fitted`` if set, else ``~/.cache/drpo_rl/fitted``."""
-    root = os.environ.get("DRPO_RL_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "drpo_rl"
-    return base / "fitted"
-
-
-def load_or_fit(
-    path: str | os.PathLike,
-    *,
-    format: str | None = None,
-    rating_scale: tuple[float, float] = (1.0, 5.0),
-    settings: FitSettings | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> FittedEmbeddings:
-    """The fit of a ratings file, from the cache when this file and settings were fitted.
-
-    The cache entry is ``<cache_dir>/<file stem>-<key>.pt`` (tensors) and ``.json``
-    (settings, source, errors), where the key hashes the file's SHA-256, its format and
-    rating scale, and the settings; a changed file or setting is a new entry. Each file is
-    written as ``<file>.<pid>.partial`` and renamed; a failed write removes its partial
-    file, and the next fit of the entry removes those a killed process left.
-    """
-    settings = FitSettings() if settings is None else settings
-    cache = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    sha = file_sha256(path)
-    scale = [float(v) for v in rating_scale]
-    describe = {
-        "cache_format": _CACHE_FORMAT,
-        "sha256": sha,
-        "format": format,
-        "rating_scale": scale,
-        "settings": dataclasses.asdict(settings),
-    }
-    key = hashlib.sha256(json.dumps(describe, sort_keys=True).encode()).hexdigest()[:16]
-    stem = cache / f"{Path(path).stem}-{key}"
-    tensors_file, meta_file = stem.with_suffix(".pt"), stem.with_suffix(".json")
-    if tensors_file.is_file() and meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        if meta.get("key") == describe:
-            tensors = torch.load(tensors_file, weights_only=True)
-            return FittedEmbeddings(
-                **tensors,
-                delta=meta["delta"],
-                rmse=meta["rmse"],
-                settings=settings,
-                source=meta["source"],
-                seconds=meta["seconds"],
-            )
-    fit_started = time.time()
-    fit = fit_embeddings(read_ratings(path, format=format, rating_scale=rating_scale), settings)
-    cache.mkdir(parents=True, exist_ok=True)
-    names = ("users", "items", "user_ids", "item_ids", "item_counts", "user_counts")
-    tensors = {name: getattr(fit, name) for name in names}
-    meta = {
-        "key": describe,
-        "delta": fit.delta,
-        "rmse": fit.rmse,
-        "source": fit.source,
-        "seconds": fit.seconds,
-        "torch": torch.__version__,
-    }
-    # Write beside, then rename: a reader never sees half a file, and two processes
-    # fitting the same file at once both leave a complete entry.
-    for target, write in (
-        (tensors_file, lambda f: torch.save(tensors, f)),
-        (meta_file, lambda f: f.write_text(json.dumps(meta, indent=2, sort_keys=True))),
-    ):
-        _remove_stale_partials(target, older_than=fit_started)
-        partial = target.with_suffix(target.suffix + f".{os.getpid()}.partial")
-        try:
-            write(partial)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
-    return fit
-
-
-def _remove_stale_partials(target: Path, *, older_than: float) -> None:
-    """Deletes ``<target>.<pid>.partial`` files that no write will finish: left by a
-    process that no longer runs (killed mid-write), or last written before ``older_than``
-    (the start of this fit; a live writer's file is newer, and the pid of an old one may
-    have been reused)."""
-    prefix, suffix = f"{target.name}.", ".partial"
-    for partial in target.parent.iterdir():
-        name = partial.name
-        pid = name[len(prefix) : -len(suffix)]
-        if not (name.startswith(prefix) and name.endswith(suffix) and pid.isdigit()):
-            continue
-        try:
-            stale = not process_alive(int(pid)) or partial.stat().st_mtime < older_than
-        except FileNotFoundError:  # its writer just renamed or removed it
-            continue
-        if stale:
-            partial.unlink(missing_ok=True)
 
 
 def fitted_world(
@@ -378,20 +82,7 @@ def fitted_world(
             f"num_clusters: expected an integer in [1, {fit.num_users}] (the fitted users), "
             f"got {num_clusters}"
         )
-    generator = torch.Generator().manual_seed(seed)
-    centres = users[torch.randperm(fit.num_users, generator=generator)[:num_clusters]]
-    for _ in range(iterations):
-        assign = (users @ centres.T).argmax(dim=-1)
-        sums = torch.zeros_like(centres).index_add_(0, assign, users)
-        counts = torch.bincount(assign, minlength=num_clusters)
-        empty = counts == 0
-        if empty.any():
-            # An emptied cluster restarts at the users its centre fits worst.
-            worst = (users * centres[assign]).sum(-1).argsort()[: int(empty.sum())]
-            sums[empty] = users[worst]
-        centres = torch.nn.functional.normalize(sums, dim=-1)
-    assign = (users @ centres.T).argmax(dim=-1)
-    weights = torch.bincount(assign, minlength=num_clusters).to(torch.float32)
+    centres, weights = spherical_kmeans(users, num_clusters, seed, iterations=iterations)
     popularity = fit.item_counts.to(torch.float32)
     return Catalogue(
         embeddings=items.to(device, copy=True),
@@ -399,7 +90,7 @@ def fitted_world(
         popularity=(popularity / popularity.sum()).to(device),
         cluster=(items @ centres.T).argmax(dim=-1).to(device),
         centres=centres.to(device),
-        mixture_weights=(weights / weights.sum()).to(device),
+        mixture_weights=weights.to(device),
     )
 
 
@@ -417,14 +108,14 @@ def fitted_population(
 
     Example:
         >>> import tempfile, pathlib
+        >>> from envs.ratings import read_ratings
         >>> f = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
         >>> _ = f.write_text("user_id,item_id,rating\\n0,0,5\\n0,1,1\\n1,0,1\\n")
         >>> fit = fit_embeddings(read_ratings(f), FitSettings(embedding_dim=2, steps=5))
         >>> fitted_population(fit, "activity").weights
         tensor([0.6667, 0.3333])
     """
-    if weighting not in USER_WEIGHTINGS:
-        raise ValueError(f"weighting: expected one of {USER_WEIGHTINGS}, got {weighting!r}")
+    check_choice("weighting", weighting, USER_WEIGHTINGS)
     counts = fit.user_counts if weighting == "activity" else None
     return UserPopulation.from_table(fit.users, counts, device=device)
 
@@ -449,9 +140,7 @@ class FittedRatingsConfig(UserSessionConfig):
     the env again from it reproduces the same env. `cluster_spread`, `zipf_exponent` and
     `mixture_weights` describe the synthetic catalogue and cannot be set here.
 
-    Examples:
-        >>> FittedRatingsConfig(ratings_path="u.data").fit_steps
-        300
+    Example:
         >>> try:
         ...     FittedRatingsConfig(ratings_path="u.data", zipf_exponent=2.0)
         ... except ValueError as err:
@@ -507,7 +196,7 @@ class FittedRatingsConfig(UserSessionConfig):
         _require(
             isinstance(scale, (tuple, list))
             and len(scale) == 2
-            and all(_is_real(v) and math.isfinite(v) for v in scale)
+            and all(is_real(v) and math.isfinite(v) for v in scale)
             and scale[0] < scale[1],
             "rating_scale",
             "(lowest, highest) with lowest < highest",
@@ -559,12 +248,16 @@ class FittedRatings(SimulatedUsersEnv):
 
     The `UserSession` dynamics (interest drift, cluster fatigue, patience) on users and
     items fitted to a real ratings log, so that simulated users like what the logged users
-    liked. The fit (see `envs.fitted`) finds unit vectors for every user and item, and the
+    liked. The fit (see `envs.fitting`) finds unit vectors for every user and item, and the
     reward width `delta`, such that the simulator's reward rule
     exp(-(1 - cos(e, u)) / (2 delta^2)) reproduces the ratings mapped onto [0, 1]. The
     catalogue is the fitted items (popularity: their frequency in the log); each simulated
     user is one of the fitted users (picked uniformly, or by their number of ratings), plus
     Gaussian noise of standard deviation `user_spread` if set.
+
+    Fits are kept on the disk (`cache_dir`, see `envs.fit_cache`) and, within a process,
+    shared by every env built from the same ratings file and fit settings: building the
+    env again (as a benchmark does) neither re-reads, re-hashes nor refits the file.
 
     ## Action Space
 
@@ -648,7 +341,7 @@ class FittedRatings(SimulatedUsersEnv):
         **options: object,
     ) -> None:
         config = self.checked_config(config)  # before the fit, which reads its fields
-        fit = load_or_fit(
+        fit = shared_fit(
             config.ratings_path,
             format=config.ratings_format,
             rating_scale=config.rating_scale,
@@ -706,11 +399,19 @@ class MovieLens100K(FittedRatings):
     ``ratings_path`` may point elsewhere. Gymnasium id ``drpo_rl/MovieLens100K-v0``,
     registered when the file is found. All other arguments as `FittedRatings`.
 
+    With recbole installed, ``envs.make_env("MovieLens100K", num_envs=2, seed=0)`` gives
+    an env of 1682 items; elsewhere, or for another MovieLens file, pass its path:
+
     ```python
-    >>> from envs import make_env
-    >>> env = make_env("MovieLens100K", num_envs=2, seed=0)  # doctest: +SKIP
-    >>> env.config.num_items  # doctest: +SKIP
-    1682
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "ratings.dat").write_text("1::10::5::0\\n1::20::1::1\\n2::10::4::2\\n")
+    >>> config = MovieLens100K.default_config(
+    ...     ratings_path=folder / "ratings.dat", embedding_dim=2, fit_steps=5, num_clusters=1,
+    ...     cache_dir=folder)
+    >>> env = MovieLens100K(config, num_envs=2, seed=0)
+    >>> env.config.ratings_format, env.config.num_items, env.fitted.item_ids.tolist()
+    (None, 2, [10, 20])
 
     ```
     """

@@ -21,7 +21,7 @@ from envs import make_env
 torch.manual_seed(0)
 
 # 1000 simulated users at a time; the policy recommends an item embedding, decoded to the
-# nearest catalogue item (the paper's simulator, PAPER.md section 5).
+# nearest catalogue item (docs/method.md, "Simulated users").
 env = make_env("RecSimBandit", num_envs=1000, seed=0)
 
 # 20k interactions logged by 90% random, 5% popularity-driven and 5% expert behaviour.

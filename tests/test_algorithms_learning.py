@@ -18,7 +18,7 @@ from drpo_rl.diagnostics import PhantomGradientMonitor
 from drpo_rl.models import PolicySpecs
 
 CLEAN = (1.0, 0.0, 0.0)  # expert, popularity, uniform
-EXTREME = (0.05, 0.05, 0.90)  # PAPER.md section 5, "extreme noisy"
+EXTREME = (0.05, 0.05, 0.90)  # docs/method.md, "Behaviour scenarios": extreme
 NUM_LOGS = 4000
 # Small and fast: a few hundred steps instead of the paper's 5000 at lr 3e-4, 64 units.
 LR = 1e-3

@@ -16,7 +16,7 @@ from drpo_rl.algorithms.transitions import complete_terminal_transitions
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "Algorithm", "AlgorithmParts", "make_adam"]
 
-# The paper's optimisation set-up (PAPER.md section 5).
+# The method's optimisation set-up (docs/method.md, "Baselines and training set-up").
 DEFAULT_LR = 3e-4
 DEFAULT_BATCH_SIZE = 320
 

@@ -19,6 +19,7 @@ from drpo_rl.objectives.asymre import AsymReLoss
 from drpo_rl.objectives.awr import AWRLoss
 from drpo_rl.objectives.crr import CRRLoss
 from drpo_rl.objectives.drpo import DRPOLoss
+from envs.common.checks import check_choice
 
 __all__ = ["ADVANTAGE_LOSSES", "LOSS_OPTIONS", "build_advantage", "build_drpo", "build_drpo_q"]
 
@@ -63,8 +64,7 @@ def build_advantage(
     """APG, AWR, CRR, AsymRe: the loss ``ADVANTAGE_LOSSES[rule]`` with a learned ``V(s)`` baseline
     (``baseline="value"``) or the batch mean (``"mean"``); ``rule_kwargs`` (``beta``,
     ``form``, ``max_weight``, ``negative_scale``) go to the loss."""
-    if baseline not in ("value", "mean"):
-        raise ValueError(f"baseline must be 'value' or 'mean', got {baseline!r}")
+    check_choice("baseline", baseline, ("value", "mean"))
     actor = net.actor(specs)
     value = net.value(specs) if baseline == "value" else None
     loss = ADVANTAGE_LOSSES[rule](actor, value, **rule_kwargs)

@@ -1,4 +1,5 @@
-"""Named mixtures of behaviour agents: the logging scenarios of the paper (PAPER.md, section 5).
+"""Named mixtures of behaviour agents: the logging scenarios (docs/method.md, "Behaviour
+scenarios").
 
 - ``clean``: all expert;
 - ``medium``: 10% expert / 60% suboptimal / 30% random;

@@ -17,6 +17,7 @@ from torchrl.modules import IndependentNormal, ProbabilisticActor
 
 from drpo_rl.models.networks import BoundedNormalScale, TwoTowerScores, make_mlp
 from drpo_rl.models.specs import PolicySpecs
+from envs.common.checks import check_choice
 
 __all__ = ["make_actor", "make_categorical_actor", "make_gaussian_actor", "make_item_scores"]
 
@@ -108,19 +109,18 @@ def make_item_scores(
         raise ValueError(
             f"item scores need an item-id action; got an embedding action of dim {specs.action_dim}"
         )
+    check_choice("form", form, ("per_item", "two_tower"))
     if form == "per_item":
         return make_mlp(specs.obs_dim, specs.num_items, num_cells=num_cells, depth=depth)
-    if form == "two_tower":
-        return TwoTowerScores(
-            specs.obs_dim,
-            item_embeddings=specs.item_embeddings,
-            num_items=specs.num_items,
-            embedding_dim=embedding_dim,
-            learnable=learn_item_embeddings,
-            num_cells=num_cells,
-            depth=depth,
-        )
-    raise ValueError(f"form must be 'per_item' or 'two_tower', got {form!r}")
+    return TwoTowerScores(
+        specs.obs_dim,
+        item_embeddings=specs.item_embeddings,
+        num_items=specs.num_items,
+        embedding_dim=embedding_dim,
+        learnable=learn_item_embeddings,
+        num_cells=num_cells,
+        depth=depth,
+    )
 
 
 def make_categorical_actor(

@@ -8,6 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 from torchrl.modules import MLP
 
+from envs.common.checks import check_int
+
 __all__ = ["LOG_STD_MAX", "BoundedNormalScale", "TwoTowerScores", "make_mlp"]
 
 #: Soft upper bound of a Gaussian actor's ``log sigma``. ``sigma = exp(20) ~ 5e8`` is far
@@ -30,10 +32,8 @@ def make_mlp(in_features: int, out_features: int, *, num_cells: int = 128, depth
         >>> sum(isinstance(m, nn.Linear) for m in net)
         3
     """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1 hidden layer, got {depth}")
-    if num_cells < 1:
-        raise ValueError(f"num_cells must be >= 1, got {num_cells}")
+    check_int("depth", depth)
+    check_int("num_cells", num_cells)
     return MLP(
         in_features=in_features,
         out_features=out_features,

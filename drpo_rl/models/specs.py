@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torchrl.data import Categorical, OneHot, TensorSpec, Unbounded
 
+from envs.common.checks import check_int
+
 __all__ = ["PolicySpecs"]
 
 
@@ -33,17 +35,14 @@ class PolicySpecs:
     item_embeddings: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.obs_dim < 1:
-            raise ValueError(f"obs_dim must be >= 1, got {self.obs_dim}")
+        check_int("obs_dim", self.obs_dim)
         if (self.action_dim is None) == (self.num_items is None):
             raise ValueError(
                 "exactly one of action_dim (embedding action) and num_items (item-id action) "
                 f"must be given, got action_dim={self.action_dim}, num_items={self.num_items}"
             )
-        if self.action_dim is not None and self.action_dim < 1:
-            raise ValueError(f"action_dim must be >= 1, got {self.action_dim}")
-        if self.num_items is not None and self.num_items < 2:
-            raise ValueError(f"num_items must be >= 2, got {self.num_items}")
+        check_int("action_dim", self.action_dim, optional=True)
+        check_int("num_items", self.num_items, minimum=2, optional=True)
         if self.item_embeddings is not None:
             emb = self.item_embeddings
             if emb.ndim != 2:

@@ -26,6 +26,7 @@ from tensordict.nn import TensorDictModule, dispatch
 from tensordict.utils import NestedKey
 
 from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
+from envs.common.checks import check_number
 
 __all__ = ["AdvantageWeightedLoss", "check_exp_weight_options", "exp_advantage_weights"]
 
@@ -50,12 +51,10 @@ def check_exp_weight_options(beta: float, max_weight: float) -> None:
         >>> check_exp_weight_options(beta=0.0, max_weight=20.0)
         Traceback (most recent call last):
         ...
-        ValueError: beta must be > 0, got 0.0
+        ValueError: beta: expected a finite number > 0, got 0.0
     """
-    if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
-    if max_weight <= 0:
-        raise ValueError(f"max_weight must be > 0, got {max_weight}")
+    check_number("beta", beta, minimum=0, strict=True)
+    check_number("max_weight", max_weight, minimum=0, strict=True)
 
 
 class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):

@@ -13,8 +13,8 @@ class APGLoss(AdvantageWeightedLoss):
     """``-mean(A * log pi(a|s))``, ``A = score - b(s)``: the weights are the raw advantages.
 
     Samples with ``A < 0`` get negative weight: the update pushes probability mass away
-    from those logged actions, with nothing to stop it off-policy (the "curse of repulsion"
-    of ../shared/PAPER.md section 2). Kept exactly as the failure it is meant to show; see
+    from those logged actions, with nothing to stop it off-policy (the "curse of repulsion",
+    docs/method.md, "The curse of repulsion"). Kept exactly as the failure it is meant to show; see
     :class:`AdvantageWeightedLoss` for the baseline ``b(s)`` and the keys.
 
     Examples:

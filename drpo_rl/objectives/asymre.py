@@ -6,6 +6,7 @@ import torch
 from tensordict.nn import TensorDictModule
 
 from drpo_rl.objectives.advantage import AdvantageWeightedLoss
+from envs.common.checks import check_number
 
 __all__ = ["AsymReLoss"]
 
@@ -43,8 +44,7 @@ class AsymReLoss(AdvantageWeightedLoss):
         critic_network: TensorDictModule | None = None,
         reduction: str | None = None,
     ) -> None:
-        if not 0.0 <= negative_scale <= 1.0:
-            raise ValueError(f"negative_scale must be in [0, 1], got {negative_scale}")
+        check_number("negative_scale", negative_scale, minimum=0, maximum=1)
         super().__init__(
             actor_network, value_network, critic_network=critic_network, reduction=reduction
         )

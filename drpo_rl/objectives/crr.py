@@ -12,6 +12,7 @@ from drpo_rl.objectives.advantage import (
     check_exp_weight_options,
     exp_advantage_weights,
 )
+from envs.common.checks import check_choice
 
 __all__ = ["CRRLoss"]
 
@@ -57,8 +58,7 @@ class CRRLoss(AdvantageWeightedLoss):
         critic_network: TensorDictModule | None = None,
         reduction: str | None = None,
     ) -> None:
-        if form not in ("exp", "binary"):
-            raise ValueError(f"form must be 'exp' or 'binary', got {form!r}")
+        check_choice("form", form, ("exp", "binary"))
         check_exp_weight_options(beta, max_weight)
         super().__init__(
             actor_network, value_network, critic_network=critic_network, reduction=reduction

@@ -1,4 +1,5 @@
-"""The optimistic DRO problem behind DRPO (PAPER.md section 3), solved exactly.
+"""The optimistic DRO problem behind DRPO, solved exactly (docs/method.md, "Optimistic DRO
+and the exact hard filter").
 
 On a sample of ``N`` scores ``r``, the optimistic CVaR problem is the linear program
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from envs.common.checks import fail
+
 __all__ = ["cvar_threshold", "optimistic_dro_weights", "top_fraction_mask"]
 
 # floor(kappa * N) is taken with this slack, so that kappa = K / N keeps exactly K samples
@@ -27,7 +30,7 @@ _FLOOR_SLACK = 1e-4
 def _check_kappa(kappa) -> None:
     value = float(kappa) if not isinstance(kappa, torch.Tensor) else None
     if value is not None and not 0.0 < value <= 1.0:
-        raise ValueError(f"kappa must be in (0, 1], got {kappa!r}.")
+        fail("kappa", "a number in (0, 1]", kappa)
 
 
 def _check_scores(scores: torch.Tensor) -> None:

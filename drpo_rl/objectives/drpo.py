@@ -1,4 +1,8 @@
-"""DRPOLoss: Distributionally Robust Policy Optimization as a TorchRL loss (PAPER.md 3-4)."""
+"""DRPOLoss: Distributionally Robust Policy Optimization as a TorchRL loss.
+
+The method is explained in docs/method.md, sections "Optimistic DRO and the exact hard
+filter", "The DRPO update" and "Adaptive kappa".
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from tensordict.utils import NestedKey
 
 from drpo_rl.objectives.dro import top_fraction_mask
 from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
+from envs.common.checks import check_choice, check_number
 
 __all__ = ["DRPOLoss"]
 
@@ -36,7 +41,7 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
 
     - ``"drpo"``: ``w = (r - nu) / (std(A) + eps)``, ``A = r - nu`` over the kept samples,
       with the *population* standard deviation (ddof 0) over the kept set, as in
-      PAPER.md section 4 step 3. Without groups ``std(A)`` is the spread of the kept
+      docs/method.md, "The DRPO update", step 3. Without groups ``std(A)`` is the spread of the kept
       scores. ddof 0 keeps ``K = 1`` finite (the single kept sample is the boundary and
       gets weight 0). No mean is subtracted, so every weight is ``>= 0``.
     - ``"exp"`` (DRPO-Exp): ``w = exp((r - mean_kept) / beta)``, the exponent clamped so
@@ -148,15 +153,12 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
                 f"need 0 < kappa_min <= kappa_max <= 1, got kappa_min={kappa_min}, "
                 f"kappa_max={kappa_max}."
             )
-        if not kappa_min <= kappa <= kappa_max:
-            raise ValueError(f"kappa must be in [{kappa_min}, {kappa_max}], got {kappa}.")
-        if weighting not in _WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}.")
-        if beta <= 0 or weight_cap <= 0 or eps < 0 or adapt_lambda < 0:
-            raise ValueError(
-                "beta and weight_cap must be > 0, eps and adapt_lambda >= 0; got "
-                f"beta={beta}, weight_cap={weight_cap}, eps={eps}, adapt_lambda={adapt_lambda}."
-            )
+        check_number("kappa", kappa, minimum=kappa_min, maximum=kappa_max)
+        check_choice("weighting", weighting, _WEIGHTINGS)
+        check_number("beta", beta, minimum=0, strict=True)
+        check_number("weight_cap", weight_cap, minimum=0, strict=True)
+        check_number("eps", eps, minimum=0)
+        check_number("adapt_lambda", adapt_lambda, minimum=0)
         if not 0 < adapt_down <= 1 <= adapt_up:
             raise ValueError(
                 f"need 0 < adapt_down <= 1 <= adapt_up, got {adapt_down} and {adapt_up}."

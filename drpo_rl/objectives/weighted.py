@@ -23,6 +23,8 @@ from tensordict.utils import NestedKey
 from torch import distributions as D
 from torchrl.objectives.common import LossModule
 
+from envs.common.checks import check_choice
+
 __all__ = ["WeightedLogLikelihoodLoss", "effective_sample_size"]
 
 
@@ -167,8 +169,7 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
     ) -> None:
         if reduction is None:
             reduction = "mean"
-        if reduction not in ("none", "mean", "sum"):
-            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}.")
+        check_choice("reduction", reduction, ("none", "mean", "sum"))
         if not hasattr(actor_network, "get_dist"):
             raise ValueError(
                 "actor_network must be a probabilistic module with a get_dist method "

@@ -172,8 +172,11 @@ def test_kuairec_bad_values(tmp_path):
     path = rec_file(tmp_path, [rec_row(14, 148, 1.0, "nan")])
     with pytest.raises(TableError, match=r"line 2, column 'watch_ratio': missing value"):
         parse_kuairec(path)
-    with pytest.raises(ValueError, match="missing_timestamps: expected 'raise' or 'drop'"):
+    with pytest.raises(ValueError) as err:
         parse_kuairec(path, missing_timestamps="ignore")
+    assert str(err.value) == "missing_timestamps: expected one of ['raise', 'drop'], got 'ignore'"
+    with pytest.raises(ValueError, match="^watch_ratio_cap: expected a finite number > 0, got 0$"):
+        parse_kuairec(path, watch_ratio_cap=0)
     empty = tmp_path / "big_matrix.csv"
     empty.write_text("")
     with pytest.raises(TableError, match=r"big_matrix.csv, line 1: empty file"):

@@ -1,7 +1,9 @@
-"""envs.fitted: the matrix-factorisation fit, its cache, and the data-fitted env."""
+"""envs.fitting, envs.fit_cache, envs.fitted: the matrix-factorisation fit, its caches, and the
+data-fitted env."""
 
 import json
 import math
+import os
 
 import gymnasium as gym
 import numpy as np
@@ -10,8 +12,9 @@ import torch
 from torchrl.envs.utils import check_env_specs
 
 import envs
-from envs import dynamics, fitted, make_env
+from envs import dynamics, fit_cache, make_env
 from envs.catalogue import Catalogue
+from envs.common.tables import TableError
 from envs.fitted import (
     FitSettings,
     FittedRatings,
@@ -22,7 +25,7 @@ from envs.fitted import (
     load_or_fit,
     recbole_ml100k_path,
 )
-from envs.ratings import TableError, read_ratings
+from envs.ratings import read_ratings
 
 
 def low_rank_ratings(path, *, users=80, items=50, rank=3, density=0.6, seed=0):
@@ -114,7 +117,7 @@ def test_cache_reuses_the_fit_and_keys_on_settings(ratings_file, tmp_path, monke
     def no_refit(*args, **kwargs):
         raise AssertionError("the cached fit should have been used")
 
-    monkeypatch.setattr(fitted, "fit_embeddings", no_refit)
+    monkeypatch.setattr(fit_cache, "fit_embeddings", no_refit)
     again = load_or_fit(ratings_file, settings=settings, cache_dir=tmp_path)
     assert torch.equal(first.users, again.users) and torch.equal(first.items, again.items)
     assert again.delta == first.delta and again.rmse == first.rmse
@@ -122,7 +125,7 @@ def test_cache_reuses_the_fit_and_keys_on_settings(ratings_file, tmp_path, monke
     monkeypatch.undo()
     load_or_fit(ratings_file, settings=FitSettings(embedding_dim=3, steps=31), cache_dir=tmp_path)
     assert len(list(tmp_path.glob("u-*.pt"))) == 2
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_fitted_world_catalogue(ratings_file):
@@ -207,6 +210,41 @@ def test_env_config_rebuilds_the_same_env(ratings_file, tmp_path):
     a["action"] = b["action"] = torch.tensor([0, 7, 49])
     a, b = env.step(a)["next"], again.step(b)["next"]
     assert torch.equal(a["reward"], b["reward"]) and torch.equal(a["observation"], b["observation"])
+
+
+def test_building_the_same_env_again_reads_hashes_and_fits_once(tmp_path, monkeypatch):
+    ratings_file = low_rank_ratings(tmp_path / "u.data", users=20, items=12)
+    calls = {"sha256": 0, "fit": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(fit_cache, "file_sha256", counted("sha256", fit_cache.file_sha256))
+    monkeypatch.setattr(fit_cache, "fit_embeddings", counted("fit", fit_cache.fit_embeddings))
+    kwargs = dict(ratings_path=ratings_file, cache_dir=tmp_path / "cache", **SMALL)
+    first = make_env("FittedRatings", num_envs=2, seed=0, **kwargs)
+    again = make_env("FittedRatings", num_envs=3, seed=1, **kwargs)
+    rebuilt = FittedRatings(first.config, num_envs=2, seed=0)
+    assert calls == {"sha256": 1, "fit": 1}
+    assert again.fitted is first.fitted and rebuilt.fitted is first.fitted
+    # Other fit settings: another fit.
+    make_env("FittedRatings", **{**kwargs, "fit_steps": 20})
+    assert calls == {"sha256": 2, "fit": 2}
+    # The same bytes touched: hashed again, then found in the disk cache.
+    stat = ratings_file.stat()
+    os.utime(ratings_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    touched = make_env("FittedRatings", **kwargs)
+    assert calls == {"sha256": 3, "fit": 2}
+    assert torch.equal(touched.fitted.users, first.fitted.users)
+    # Other bytes: read, hashed and fitted again.
+    low_rank_ratings(ratings_file, users=20, items=12, seed=1)
+    changed = make_env("FittedRatings", **kwargs)
+    assert calls == {"sha256": 4, "fit": 3}
+    assert not torch.equal(changed.fitted.users, first.fitted.users)
 
 
 def test_config_errors_name_the_field(ratings_file, tmp_path):

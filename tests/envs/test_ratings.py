@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from envs.common.tables import TableError, read_table
 from envs.fitted import recbole_ml100k_path
-from envs.ratings import Ratings, TableError, detect_ratings_format, read_ratings, read_table
+from envs.ratings import Ratings, detect_ratings_format, read_ratings
 
 ROWS = [
     (196, 242, 3, 881250949),
@@ -67,8 +68,11 @@ def test_other_rating_scale_and_missing_timestamp(tmp_path):
 def test_unknown_format_names_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"cannot tell the ratings format.*'ml-100k'"):
         detect_ratings_format(tmp_path / "ratings.txt")
-    with pytest.raises(ValueError, match="unknown ratings format 'parquet'"):
+    with pytest.raises(ValueError) as err:
         read_ratings(write_format(tmp_path, "csv"), format="parquet")
+    assert str(err.value) == (
+        "format: expected one of ['ml-100k', 'ml-1m', 'recbole', 'csv'], got 'parquet'"
+    )
 
 
 BAD = [

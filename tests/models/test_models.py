@@ -42,6 +42,8 @@ def test_gaussian_actor_depth_and_return_log_prob():
     assert [lin.out_features for lin in linears] == [32, 32, 32, 3]
     td = actor(_obs(4))
     torch.testing.assert_close(td["action_log_prob"], actor.get_dist(td).log_prob(td["action"]))
+    with pytest.raises(ValueError, match="^depth: expected an integer >= 1, got 0$"):
+        make_gaussian_actor(PolicySpecs(obs_dim=6, action_dim=3), depth=0)
 
 
 def test_gaussian_actor_random_vs_deterministic_and_seed():
@@ -122,6 +124,10 @@ def test_policy_specs_validation_and_dispatch():
         PolicySpecs(obs_dim=4)
     with pytest.raises(ValueError, match="exactly one of action_dim"):
         PolicySpecs(obs_dim=4, action_dim=2, num_items=3)
+    with pytest.raises(ValueError, match="^obs_dim: expected an integer >= 1, got 0$"):
+        PolicySpecs(obs_dim=0, action_dim=2)
+    with pytest.raises(ValueError, match="^num_items: expected an integer >= 2 or None, got 1$"):
+        PolicySpecs(obs_dim=4, num_items=1)
     with pytest.raises(ValueError, match="item_embeddings has 3 rows"):
         PolicySpecs(obs_dim=4, num_items=5, item_embeddings=torch.zeros(3, 2))
     with pytest.raises(ValueError, match="make_categorical_actor"):

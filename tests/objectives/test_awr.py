@@ -25,7 +25,7 @@ def test_cap_and_validation():
     actor = make_categorical_actor(PolicySpecs(obs_dim=3, num_items=4))
     w = AWRLoss(actor, hand_value_network(), beta=0.05, max_weight=3.0).weights(hand_batch())
     assert w.max() == 3.0  # A = 0.4 -> exp(8) capped
-    with pytest.raises(ValueError, match="beta must be > 0"):
+    with pytest.raises(ValueError, match="^beta: expected a finite number > 0, got 0.0$"):
         AWRLoss(actor, beta=0.0)
-    with pytest.raises(ValueError, match="max_weight must be > 0"):
+    with pytest.raises(ValueError, match="^max_weight: expected a finite number > 0, got -1.0$"):
         AWRLoss(actor, max_weight=-1.0)

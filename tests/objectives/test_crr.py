@@ -45,7 +45,8 @@ def test_advantage_from_q_critic():
 
 
 def test_validation():
-    with pytest.raises(ValueError, match="form must be"):
+    with pytest.raises(ValueError) as err:
         CRRLoss(_actor(), form="soft")
-    with pytest.raises(ValueError, match="beta must be > 0"):
+    assert str(err.value) == "form: expected one of ['exp', 'binary'], got 'soft'"
+    with pytest.raises(ValueError, match="^beta: expected a finite number > 0, got -1.0$"):
         CRRLoss(_actor(), beta=-1.0)

@@ -308,14 +308,18 @@ def test_group_filter_within_each_user():
 # ------------------------------------------------------------------------ conventions
 def test_constructor_validation():
     actor = mlp_actor()
-    with pytest.raises(ValueError, match="kappa must be in"):
+    with pytest.raises(ValueError) as err:
         DRPOLoss(actor, kappa=0.01)
+    assert str(err.value) == "kappa: expected a finite number in [0.05, 1], got 0.01"
     with pytest.raises(ValueError, match="kappa_min"):
         DRPOLoss(actor, kappa_min=0.6, kappa_max=0.5)
-    with pytest.raises(ValueError, match="weighting must be one of"):
+    with pytest.raises(ValueError) as err:
         DRPOLoss(actor, weighting="softmax")
-    with pytest.raises(ValueError, match="beta"):
+    assert str(err.value) == "weighting: expected one of ['drpo', 'exp', 'uniform'], got 'softmax'"
+    with pytest.raises(ValueError, match="^beta: expected a finite number > 0, got 0.0$"):
         DRPOLoss(actor, beta=0.0)
+    with pytest.raises(ValueError, match="^eps: expected a finite number >= 0, got -1.0$"):
+        DRPOLoss(actor, eps=-1.0)
     with pytest.raises(ValueError, match="adapt_down"):
         DRPOLoss(actor, adapt_up=0.9)
 

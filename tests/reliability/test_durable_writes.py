@@ -1,5 +1,5 @@
 """Files are durable and never half-written: fsync before a dataset's COMPLETE marker, the
-shared atomic writer, the fit cache's partial files, benchmark figures."""
+shared atomic writer, the fit cache's temporary files, benchmark figures."""
 
 import json
 import os
@@ -11,12 +11,13 @@ import torch
 from matplotlib.figure import Figure
 from tensordict import TensorDict
 
-import drpo_rl.files as files
+import envs.common.files as files
 from drpo_rl.benchmark import store
 from drpo_rl.benchmark.plots import plot_all, plot_rewards
 from drpo_rl.data import OfflineLogs
-from envs import fitted
-from envs.fitted import FitSettings, load_or_fit
+from envs import fit_cache
+from envs.fit_cache import load_or_fit
+from envs.fitting import FitSettings
 
 DEAD_PID = 2**22 + 4321  # above Linux's default pid_max: no process has it
 
@@ -164,7 +165,7 @@ def test_interrupted_plot_leaves_the_previous_figure(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reward.png"]
 
 
-# ---------------------------------------------------------------- fit cache partials
+# ------------------------------------------------------------- fit cache temporaries
 SETTINGS = FitSettings(embedding_dim=3, steps=20, holdout_fraction=0.0)
 
 
@@ -178,20 +179,21 @@ def ratings_file(tmp_path):
     return path
 
 
-def test_fit_cache_removes_stale_partials_of_its_entry(ratings_file, tmp_path):
+def test_fit_cache_removes_stale_temporaries_of_its_entry(ratings_file, tmp_path):
     cache = tmp_path / "cache"
     load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
     (tensors,) = cache.glob("u-*.pt")
     meta = tensors.with_suffix(".json")
+
+    def temporary(target: Path, writer: str) -> Path:  # as write_atomic names them
+        return target.with_name(f".{target.name}.{writer}-0123abcd.tmp")
+
     tensors.unlink()  # the entry must be written again
-    dead = [
-        tensors.with_name(f"{tensors.name}.{DEAD_PID}.partial"),
-        meta.with_name(f"{meta.name}.{DEAD_PID}.partial"),
-    ]
-    live_old = tensors.with_name(f"{tensors.name}.{os.getppid()}.partial")
-    live_new = meta.with_name(f"{meta.name}.{os.getppid()}.partial")
-    other_entry = cache / f"u-0123456789abcdef.pt.{DEAD_PID}.partial"
-    not_ours = cache / f"{tensors.name}.notapid.partial"
+    dead = [temporary(tensors, str(DEAD_PID)), temporary(meta, str(DEAD_PID))]
+    live_old = temporary(tensors, str(os.getppid()))
+    live_new = temporary(meta, str(os.getppid()))
+    other_entry = temporary(cache / "u-0123456789abcdef.pt", str(DEAD_PID))
+    not_ours = temporary(tensors, "notapid")
     for path in (*dead, live_old, live_new, other_entry, not_ours):
         path.write_bytes(b"half a file")
     an_hour_ago = time.time() - 3600
@@ -201,18 +203,18 @@ def test_fit_cache_removes_stale_partials_of_its_entry(ratings_file, tmp_path):
     load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
 
     assert tensors.is_file() and meta.is_file()
-    left = sorted(p.name for p in cache.glob("*.partial"))
+    left = sorted(p.name for p in cache.glob(".*.tmp"))
     assert left == sorted([live_new.name, other_entry.name, not_ours.name])
 
 
-def test_fit_cache_leaves_no_partial_when_a_write_fails(ratings_file, tmp_path, monkeypatch):
+def test_fit_cache_leaves_no_temporary_when_a_write_fails(ratings_file, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
 
     def disk_full(obj, f):
         Path(f).write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fitted.torch, "save", disk_full)
+    monkeypatch.setattr(fit_cache.torch, "save", disk_full)
     with pytest.raises(OSError, match="No space left"):
         load_or_fit(ratings_file, settings=SETTINGS, cache_dir=cache)
     assert sorted(p.name for p in cache.iterdir()) == []

@@ -5,7 +5,7 @@ JSON metadata, nothing written) and a ``load_*`` function that stores the parsed
 :class:`~drpo_rl.data.OfflineLogs` folder (re-opened without parsing next time). Keys follow
 the generated logs: ``"observation"``, ``"action"`` (item index), ``("next", "reward")`` in
 [0, 1], ``("next", "done")``..., and ``"behavior_log_prob"`` where the data has a propensity.
-Malformed files raise :class:`envs.ratings.TableError` naming the file, line and column.
+Malformed files raise :class:`envs.common.tables.TableError` naming the file, line and column.
 
 - :mod:`~drpo_rl.data.loaders.movielens`: MovieLens ``u.data`` / ``ratings.dat``, RecBole
   ``.inter``, ratings ``.csv``.
@@ -23,7 +23,7 @@ from drpo_rl.data.loaders.kuai import (
 from drpo_rl.data.loaders.movielens import load_movielens, parse_movielens, recbole_ml100k_path
 from drpo_rl.data.loaders.obd import load_obd, obd_sample_path, parse_obd
 from drpo_rl.data.loaders.store import ParsedLogs
-from envs.ratings import TableError
+from envs.common.tables import TableError
 
 __all__ = [
     "KUAIRAND_SIGNALS",

@@ -1,6 +1,6 @@
 """Numbers of a checked file column, narrowed to float32 without becoming infinite.
 
-:func:`envs.ratings.read_table` accepts only finite numbers, but a finite float64 beyond
+:func:`envs.common.tables.read_table` accepts only finite numbers, but a finite float64 beyond
 float32's range (about 3.4e38) would become an infinity in the stored logs; the loaders
 narrow their float columns here, so such a value is an error naming its line.
 """
@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from envs.ratings import TableError
+from envs.common.tables import TableError
 
 __all__ = ["as_float32"]
 
@@ -22,7 +22,7 @@ def as_float32(
     """``values`` (one per row of the file, in file order) as float32, all finite.
 
     Raises:
-        envs.ratings.TableError: at the first value that is not finite as float32, naming
+        envs.common.tables.TableError: at the first value that is not finite as float32, naming
             ``path``, its line (``first_line`` + row) and ``column``.
 
     Examples:
@@ -31,7 +31,7 @@ def as_float32(
         >>> as_float32(np.array([0.5, 1e39]), path="f.csv", column="x", first_line=2)
         Traceback (most recent call last):
         ...
-        envs.ratings.TableError: f.csv, line 3, column 'x': expected a number within ... got 1e+39
+        envs.common.tables.TableError: f.csv, line 3, column 'x': expected a number ... got 1e+39
     """
     values = np.asarray(values)
     with np.errstate(over="ignore"):  # the overflow is reported below, with its line

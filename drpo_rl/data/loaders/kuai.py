@@ -36,7 +36,9 @@ from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
-from envs.ratings import TableError, file_sha256, read_table
+from envs.common.checks import check_choice, check_int, check_number
+from envs.common.files import file_sha256
+from envs.common.tables import TableError, read_table
 
 __all__ = [
     "KUAIRAND_SIGNALS",
@@ -78,7 +80,7 @@ def parse_kuairand(
             in ``metadata["rows_removed"]``.
 
     Raises:
-        envs.ratings.TableError: a malformed file (names the file, line and column).
+        envs.common.tables.TableError: a malformed file (names the file, line and column).
 
     Examples:
         >>> import tempfile, pathlib
@@ -92,8 +94,7 @@ def parse_kuairand(
         >>> logs.data["next", "reward"].squeeze(-1).tolist(), logs.data["timestamp"].tolist()
         ([1.0, 0.0], [1649379600.0, 1649379660.0])
     """
-    if reward not in KUAIRAND_SIGNALS:
-        raise ValueError(f"reward: expected one of {KUAIRAND_SIGNALS}, got {reward!r}")
+    check_choice("reward", reward, KUAIRAND_SIGNALS)
     _check_common(history_length, min_interactions_per_user)
     paths = _as_paths(paths)
     columns = {"user_id": "id", "video_id": "id", "time_ms": "int", reward: "binary"}
@@ -187,12 +188,8 @@ def parse_kuairec(
         >>> logs.rows_removed, logs.data["next", "reward"].squeeze(-1).tolist()
         ({'missing_timestamps': 1}, [0.36000001430511475, 0.9549999833106995])
     """
-    if missing_timestamps not in ("raise", "drop"):
-        raise ValueError(
-            f"missing_timestamps: expected 'raise' or 'drop', got {missing_timestamps!r}"
-        )
-    if not (isinstance(watch_ratio_cap, (int, float)) and watch_ratio_cap > 0):
-        raise ValueError(f"watch_ratio_cap: expected a number > 0, got {watch_ratio_cap!r}")
+    check_choice("missing_timestamps", missing_timestamps, ("raise", "drop"))
+    check_number("watch_ratio_cap", watch_ratio_cap, minimum=0, strict=True)
     _check_common(history_length, min_interactions_per_user)
     frame = read_table(
         path,
@@ -309,12 +306,8 @@ def _sequence(user, video, reward, seconds, history_length, extras) -> ParsedLog
 
 
 def _check_common(history_length: int, minimum: int) -> None:
-    for name, value, low in (
-        ("history_length", history_length, 0),
-        ("min_interactions_per_user", minimum, 1),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    check_int("history_length", history_length, minimum=0)
+    check_int("min_interactions_per_user", minimum)
 
 
 def _as_paths(paths) -> list[Path]:

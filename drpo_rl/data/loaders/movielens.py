@@ -45,8 +45,10 @@ from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from drpo_rl.data.loaders.user_features import read_user_features
+from envs.common.checks import check_int
+from envs.common.files import file_sha256
 from envs.fitted import recbole_ml100k_path
-from envs.ratings import file_sha256, read_ratings
+from envs.ratings import read_ratings
 
 __all__ = ["load_movielens", "parse_movielens", "recbole_ml100k_path"]
 
@@ -77,7 +79,7 @@ def parse_movielens(
             Every user of the ratings must have a row.
 
     Raises:
-        envs.ratings.TableError: a malformed file (names the file, line and column).
+        envs.common.tables.TableError: a malformed file (names the file, line and column).
         ValueError: bad arguments, or the filter removes every row.
 
     Examples:
@@ -198,12 +200,8 @@ def load_movielens(
 
 
 def _check_options(history_length: int, min_ratings_per_user: int) -> None:
-    for name, value, low in (
-        ("history_length", history_length, 0),
-        ("min_ratings_per_user", min_ratings_per_user, 1),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    check_int("history_length", history_length, minimum=0)
+    check_int("min_ratings_per_user", min_ratings_per_user)
 
 
 def _options(format, rating_scale, history_length, min_ratings_per_user, user_features) -> dict:

@@ -47,7 +47,9 @@ from tensordict import TensorDict
 from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
-from envs.ratings import TableError, file_sha256, read_table
+from envs.common.checks import check_choice, check_int
+from envs.common.files import file_sha256
+from envs.common.tables import TableError, read_table
 
 __all__ = ["load_obd", "obd_sample_path", "parse_obd"]
 
@@ -60,15 +62,14 @@ def obd_sample_path(behavior_policy: str = "random", campaign: str = "all") -> P
 
     Found without importing obp (whose import needs scikit-learn and more).
 
-    Examples:
-        >>> path = obd_sample_path("bts", "men")
-        >>> path is None or path.name == "men.csv"
-        True
+    Example:
+        >>> obd_sample_path("bts", "teens")
+        Traceback (most recent call last):
+        ...
+        ValueError: campaign: expected one of ['all', 'men', 'women'], got 'teens'
     """
-    if behavior_policy not in ("random", "bts"):
-        raise ValueError(f"behavior_policy: expected 'random' or 'bts', got {behavior_policy!r}")
-    if campaign not in ("all", "men", "women"):
-        raise ValueError(f"campaign: expected 'all', 'men' or 'women', got {campaign!r}")
+    check_choice("behavior_policy", behavior_policy, ("random", "bts"))
+    check_choice("campaign", campaign, ("all", "men", "women"))
     spec = importlib.util.find_spec("obp")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -97,7 +98,7 @@ def parse_obd(
             default the sorted values of this file.
 
     Raises:
-        envs.ratings.TableError: a malformed file, a propensity outside (0, 1], a position
+        envs.common.tables.TableError: a malformed file, a propensity outside (0, 1], a position
             below 1, an item or category outside ``num_items`` or ``vocabulary``.
 
     Examples:
@@ -261,9 +262,7 @@ def load_obd(
 
 def _num_items(path: Path, item: np.ndarray, num_items: int | None) -> tuple[int, str]:
     if num_items is not None:
-        if not isinstance(num_items, int) or isinstance(num_items, bool) or num_items < 1:
-            raise ValueError(f"num_items: expected an integer >= 1, got {num_items!r}")
-        return num_items, "num_items="
+        return check_int("num_items", num_items), "num_items="
     context = path.parent / "item_context.csv"
     if context.is_file():
         items = read_table(context, {"item_id": "id"})["item_id"].to_numpy()

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from envs.common.checks import check_int
+
 __all__ = ["keep_active_users", "observation_layout", "sequence_logs"]
 
 log = logging.getLogger("drpo_rl.data.loaders")
@@ -146,8 +148,7 @@ def sequence_logs(
         >>> td["next", "done"].squeeze(-1).tolist()
         [True, False, True]
     """
-    if history_length < 0:
-        raise ValueError(f"history_length: expected an integer >= 0, got {history_length}")
+    check_int("history_length", history_length, minimum=0)
     rows = user.shape[0]
     # lexsort: last key is primary; the input position breaks ties in time.
     order = np.lexsort((np.arange(rows), timestamp, user))

@@ -27,13 +27,12 @@ class ParsedLogs:
             ``"observation_layout"``, id mappings (``"item_ids"``: index -> id in the file,
             ...), ``"rows_removed"`` (rows each filter removed; empty when none ran).
 
-    Examples:
+    Example:
         >>> import torch
         >>> from tensordict import TensorDict
-        >>> p = ParsedLogs(TensorDict({"action": torch.zeros(2)}, batch_size=[2]),
-        ...                {"rows_removed": {"min_ratings_per_user": 3}})
-        >>> p.rows_removed, len(p)
-        ({'min_ratings_per_user': 3}, 2)
+        >>> data = TensorDict({"action": torch.tensor([3, 1])}, batch_size=[2])
+        >>> len(ParsedLogs(data, {})), ParsedLogs(data, {}).rows_removed  # no filter ran
+        (2, {})
     """
 
     data: TensorDict

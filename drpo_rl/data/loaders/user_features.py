@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from drpo_rl.data.loaders.finite import as_float32
-from envs.ratings import TableError, read_table
+from envs.common.tables import TableError, read_table
 
 __all__ = ["UserFeatures", "read_user_features"]
 
