@@ -18,11 +18,8 @@ def _field(name: str) -> str:
     return f"config field {name!r}"
 
 
-# The names envs/fitted.py imports today (MERGE: remove once it calls envs.common.checks).
-_is_int, _is_real = is_int, is_real
-
-
-def _require(condition: bool, field: str, expected: str, value: object) -> None:
+def require_field(condition: bool, field: str, expected: str, value: object) -> None:
+    """The configs' check: unless `condition`, ValueError naming the config field."""
     if not condition:
         fail(_field(field), expected, value)
 

@@ -32,7 +32,7 @@ import torch
 
 from envs.catalogue import Catalogue
 from envs.common.checks import check_choice, is_real
-from envs.config import UserSessionConfig, _require
+from envs.config import UserSessionConfig, require_field
 from envs.fit_cache import default_cache_dir, load_or_fit, shared_fit
 from envs.fitting import FitSettings, FittedEmbeddings, fit_embeddings
 from envs.kmeans import spherical_kmeans
@@ -172,28 +172,28 @@ class FittedRatingsConfig(UserSessionConfig):
         UserSessionConfig(**session)
         defaults = UserSessionConfig()
         for name in _SYNTHETIC_ONLY:
-            _require(
+            require_field(
                 getattr(self, name) == getattr(defaults, name),
                 name,
                 "its default: the item popularity is their frequency in the ratings and the "
                 "users are the fitted users",
                 getattr(self, name),
             )
-        _require(
+        require_field(
             isinstance(self.ratings_path, (str, os.PathLike)),
             "ratings_path",
             "the path of a ratings file",
             self.ratings_path,
         )
         object.__setattr__(self, "ratings_path", os.fspath(self.ratings_path))
-        _require(
+        require_field(
             self.ratings_format is None or self.ratings_format in RATINGS_FORMATS,
             "ratings_format",
             f"None (from the file name) or one of {RATINGS_FORMATS}",
             self.ratings_format,
         )
         scale = self.rating_scale
-        _require(
+        require_field(
             isinstance(scale, (tuple, list))
             and len(scale) == 2
             and all(is_real(v) and math.isfinite(v) for v in scale)
@@ -203,7 +203,7 @@ class FittedRatingsConfig(UserSessionConfig):
             scale,
         )
         object.__setattr__(self, "rating_scale", tuple(float(v) for v in scale))
-        _require(
+        require_field(
             self.cache_dir is None or isinstance(self.cache_dir, (str, os.PathLike)),
             "cache_dir",
             "None (the default cache) or a folder",
@@ -211,14 +211,16 @@ class FittedRatingsConfig(UserSessionConfig):
         )
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", os.fspath(self.cache_dir))
-        _require(isinstance(self.fit_delta, bool), "fit_delta", "True or False", self.fit_delta)
-        _require(
+        require_field(
+            isinstance(self.fit_delta, bool), "fit_delta", "True or False", self.fit_delta
+        )
+        require_field(
             self.user_weighting in USER_WEIGHTINGS,
             "user_weighting",
             f"one of {USER_WEIGHTINGS}",
             self.user_weighting,
         )
-        _require(
+        require_field(
             self.fit_delta or self.delta is not None,
             "delta",
             "a number > 0 when fit_delta is False (the width to keep fixed)",
