@@ -16,8 +16,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from drpo_rl.benchmark.presets import noise_level
+from drpo_rl.benchmark.references import REFERENCES
 from drpo_rl.benchmark.results import summarise
+from drpo_rl.data.scenarios import noise_level
 from drpo_rl.files import write_atomic
 
 
@@ -125,7 +126,7 @@ def plot_noise_sweep(records: Sequence[dict[str, Any]], path: Path) -> Path | No
         xs = [x for x, _ in cells]
         means = [s[0] for _, s in cells]
         stds = [s[1] for _, s in cells]
-        style = "--" if algorithm in ("oracle", "behaviour", "bc-expert") else "-"
+        style = "--" if algorithm in REFERENCES else "-"
         (line,) = ax.plot(xs, means, style, marker="o", markersize=3, label=algorithm)
         ax.fill_between(
             xs,
