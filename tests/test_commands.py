@@ -19,15 +19,15 @@ def test_every_sub_command_has_the_same_default_env_and_env_set():
     for command, argv in cases.items():
         args = parser.parse_args(argv)
         assert args.env == DEFAULT_ENV, command
-        assert args.env_settings == [], command
+        assert args.env_overrides == [], command
         with_set = parser.parse_args([*argv, "--env-set", "num_items=7", "--env-set", "x=a"])
-        assert with_set.env_settings == [("num_items", 7), ("x", "a")], command
+        assert with_set.env_overrides == [("num_items", 7), ("x", "a")], command
 
 
 def test_set_is_only_for_algorithm_hyper_parameters_in_bench():
     args = build_parser().parse_args(["bench", "--set", "drpo.kappa=0.3", "--set", "bc.head=x"])
     assert args.hparams == [("drpo", "kappa", 0.3), ("bc", "head", "x")]
-    assert args.env_settings == []
+    assert args.env_overrides == []
 
 
 def test_key_value_reads_json_values_else_strings_and_names_the_expected_form():
@@ -67,3 +67,20 @@ def test_evaluate_oracle_on_another_env_and_its_config(capsys):
     assert metrics["num_users"] == 32 and metrics["hit_rate"] == 1.0
     # 12 items: the oracle recommends at least 1/12 of the catalogue, in steps of 1/12.
     assert round(metrics["coverage"] * 12, 6) == round(metrics["coverage"] * 12)
+
+
+def test_building_the_command_line_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from drpo_rl.cli import build_parser; build_parser(); print(sorted("
+    code += "m for m in ('torch', 'envs', 'tensordict') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_evaluate_refuses_env_set_for_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "run.json"), "--env-set", "num_items=3"]) == 2
+    err = capsys.readouterr().err
+    assert "--env-set applies to --oracle; a RUN is evaluated on its env" in err

@@ -59,7 +59,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         if args.run is not None:
             from drpo_rl.benchmark.policies import load_trained_run
 
-            if args.env_settings:
+            if args.env_overrides:
                 raise ValueError("--env-set applies to --oracle; a RUN is evaluated on its env")
             run = load_trained_run(args.run)
             policy, spec = run.policy, run.env_spec

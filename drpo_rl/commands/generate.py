@@ -5,7 +5,7 @@ Example:
     >>> parser = argparse.ArgumentParser(prog="drpo-rl")
     >>> add_generate_command(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["generate", "logs/medium", "--env-set", "num_items=50"])
-    >>> args.env, args.scenario, args.num_samples, args.env_settings
+    >>> args.env, args.scenario, args.num_samples, args.env_overrides
     ('RecSimBandit', 'medium', 100000, [('num_items', 50)])
 """
 

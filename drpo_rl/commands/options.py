@@ -14,7 +14,7 @@ Example:
     >>> parser = argparse.ArgumentParser()
     >>> add_env_options(parser)
     >>> args = parser.parse_args(["--env-set", "num_items=50", "--env-set", "delta=0.3"])
-    >>> args.env, args.env_settings
+    >>> args.env, args.env_overrides
     ('RecSimBandit', [('num_items', 50), ('delta', 0.3)])
     >>> key_value("num_items")
     Traceback (most recent call last):
@@ -87,7 +87,7 @@ class DeprecatedEnvSet(argparse.Action):
         >>> with warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")
         ...     args = parser.parse_args(["--set", "num_items=5", "--env-set", "delta=0.3"])
-        >>> args.env_settings, caught[0].category.__name__
+        >>> args.env_overrides, caught[0].category.__name__
         ([('num_items', 5), ('delta', 0.3)], 'FutureWarning')
     """
 
@@ -98,11 +98,11 @@ class DeprecatedEnvSet(argparse.Action):
             FutureWarning,
             stacklevel=2,
         )
-        namespace.env_settings = [*(namespace.env_settings or []), values]
+        namespace.env_overrides = [*(namespace.env_overrides or []), values]
 
 
 def add_env_options(parser: argparse.ArgumentParser, *, env_help: str = "") -> None:
-    """``--env NAME`` and the repeatable ``--env-set KEY=VALUE`` (into ``env_settings``)."""
+    """``--env NAME`` and the repeatable ``--env-set KEY=VALUE`` (into ``env_overrides``)."""
     parser.add_argument(
         "--env",
         default=DEFAULT_ENV,
@@ -111,7 +111,7 @@ def add_env_options(parser: argparse.ArgumentParser, *, env_help: str = "") -> N
     )
     parser.add_argument(
         "--env-set",
-        dest="env_settings",
+        dest="env_overrides",
         action="append",
         type=env_setting,
         default=[],
@@ -152,7 +152,7 @@ def env_spec(args: argparse.Namespace):
     from envs import EnvSpec
 
     try:
-        return EnvSpec(args.env, dict(args.env_settings))
+        return EnvSpec(args.env, dict(args.env_overrides))
     except ValueError as error:
         raise ValueError(f"--env {args.env} / --env-set: {error}") from error
 
