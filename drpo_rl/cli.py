@@ -1,14 +1,8 @@
-"""The ``drpo-rl`` command line.
-
-Each sub-command lives in its own module and registers itself through ``COMMANDS``: a
-mapping from the sub-command's name to ``"module:function"``, where the function takes the
-sub-parsers object and adds its parser (with ``func`` set as a default). Modules are imported
-only when the command line is built, so ``drpo-rl --help`` does not pay for torch imports of
-commands it does not run.
+"""The ``drpo-rl`` console script: the parser of :mod:`drpo_rl.commands`, and :func:`main`.
 
 Example:
-    >>> from drpo_rl.cli import build_parser
-    >>> build_parser().parse_args(["--version"])  # doctest: +SKIP
+    >>> build_parser().parse_args(["generate", "logs", "--env-set", "num_items=50"]).env
+    'RecSimBandit'
 """
 
 from __future__ import annotations
@@ -19,12 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from drpo_rl import __version__
-
-COMMANDS: dict[str, str] = {
-    "bench": "drpo_rl.benchmark.command:add_bench_command",
-    "evaluate": "drpo_rl.evaluation.command:add_evaluate_command",
-    "generate": "drpo_rl.data.command:add_generate_command",
-}
+from drpo_rl.commands import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

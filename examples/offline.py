@@ -33,7 +33,8 @@ def main(cfg: DictConfig, algorithm: str) -> None:
     config group), else ``algorithm``; the other ``cfg.loss`` keys are its options.
     """
     device = torch.device(cfg.optim.device or cfg.env.device)
-    env_config = OmegaConf.to_container(cfg.env.config)
+    # The simulated users of the logs and of the evaluation: one checked name + overrides.
+    env_spec = envs.EnvSpec(cfg.env.name, OmegaConf.to_container(cfg.env.config))
     torch.manual_seed(cfg.env.seed)
     steps = cfg.optim.gradient_steps
     if steps < 1:
@@ -50,14 +51,14 @@ def main(cfg: DictConfig, algorithm: str) -> None:
     logs_path = to_absolute_path(cfg.logs.path)
     if cfg.logs.generate:
         logs = generate_logs(
-            cfg.env.name,
+            env_spec.name,
             cfg.logs.scenario,
             cfg.logs.num_samples,
             path=logs_path,
             seed=cfg.logs.seed,
             device=cfg.env.device,
             batch_size=cfg.replay_buffer.batch_size,
-            **env_config,
+            **env_spec.overrides,
         )
     else:
         logs = OfflineLogs(logs_path, batch_size=cfg.replay_buffer.batch_size)
@@ -68,7 +69,7 @@ def main(cfg: DictConfig, algorithm: str) -> None:
     variant = hparams.pop("name", algorithm)
     algo = build(
         variant,
-        envs.make_env(cfg.env.name, **env_config),  # only its specs are read
+        env_spec.make(),  # only its specs are read
         lr=cfg.optim.lr,
         batch_size=cfg.replay_buffer.batch_size,
         num_cells=cfg.model.num_cells,
@@ -89,11 +90,11 @@ def main(cfg: DictConfig, algorithm: str) -> None:
     def evaluate_policy() -> dict[str, float]:
         return evaluate(
             algo.policy,
-            cfg.env.name,
+            env_spec.name,
             num_users=cfg.logger.eval_users,
             device=cfg.env.device,
             seed=cfg.logger.eval_seed,
-            env_kwargs=env_config,
+            env_kwargs=dict(env_spec.overrides),
         )
 
     pbar = tqdm.tqdm(range(1, steps + 1), desc=variant, unit="step")

@@ -210,3 +210,31 @@ def test_drpo_q_scores_samples_by_the_min_target_q_of_the_logged_action(specs):
     torch.testing.assert_close(terms["batch_score_std"], score.std(correction=0))
     kept = score >= terms["threshold"]
     torch.testing.assert_close(terms["kept_fraction"], kept.float().mean())
+
+
+def test_offline_algorithms_and_benchmark_configs_build_no_algorithm(monkeypatch):
+    from drpo_rl.algorithms import offline_algorithms
+    from drpo_rl.algorithms.algorithm import AlgorithmParts
+    from drpo_rl.benchmark import make_config
+
+    built = []
+    real_init = AlgorithmParts.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(args)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(AlgorithmParts, "__init__", counted)
+    assert offline_algorithms() == [name for name in list_algorithms() if name != "ppo"]
+    make_config("paper")  # all 12 offline algorithms, validated
+    assert built == []
+    build("bc", EMBEDDING)  # the counter does count a build
+    assert len(built) == 1
+
+
+def test_the_online_flag_of_the_table_is_what_the_builder_makes():
+    from drpo_rl.algorithms import ALGORITHMS
+
+    assert [name for name, entry in ALGORITHMS.items() if entry.online] == ["ppo"]
+    for name, entry in ALGORITHMS.items():
+        assert build(name, EMBEDDING, num_cells=4).online is entry.online, name

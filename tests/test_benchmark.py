@@ -1,18 +1,20 @@
 """The benchmark pipeline on a tiny grid: outputs, resume, reproducibility, early errors."""
 
+import collections
 import csv
 import json
 
 import pytest
 
 import drpo_rl.benchmark
-import drpo_rl.benchmark.command
+import drpo_rl.benchmark.grid
 import drpo_rl.benchmark.monitoring
 import drpo_rl.benchmark.plots
 import drpo_rl.benchmark.policies
+import drpo_rl.benchmark.pool
 import drpo_rl.benchmark.presets
 import drpo_rl.benchmark.results
-import drpo_rl.benchmark.runner
+import drpo_rl.benchmark.run
 import drpo_rl.benchmark.store
 import drpo_rl.benchmark.training
 from drpo_rl.benchmark import make_config, run_benchmark, write_report
@@ -105,7 +107,7 @@ def test_rerun_skips_finished_runs_with_identical_results(finished):
 def test_interrupted_benchmark_resumes_the_missing_runs_only(finished, tmp_path, monkeypatch):
     report, _ = finished
     calls = []
-    real_train = drpo_rl.benchmark.runner.train
+    real_train = drpo_rl.benchmark.run.train
 
     class Killed(Exception):
         """Stands for the process dying in the middle of a run."""
@@ -116,20 +118,48 @@ def test_interrupted_benchmark_resumes_the_missing_runs_only(finished, tmp_path,
             raise Killed
         return real_train(algorithm, *args, **kwargs)
 
-    monkeypatch.setattr(drpo_rl.benchmark.runner, "train", dies_at_drpo)
+    monkeypatch.setattr(drpo_rl.benchmark.run, "train", dies_at_drpo)
     with pytest.raises(Killed):
         run_benchmark(tiny_config(), tmp_path, progress=False, echo=lambda s: None)
     assert calls == ["bc", "bc", "drpo"]  # bc-expert trains BC too
     store = ResultStore(tmp_path)
     assert store.has(RunKey("medium", "bc", 0)) and not store.has(RunKey("medium", "drpo", 0))
     assert not list(tmp_path.rglob("*.tmp"))
-    monkeypatch.setattr(drpo_rl.benchmark.runner, "train", real_train)
+    monkeypatch.setattr(drpo_rl.benchmark.run, "train", real_train)
     messages = []
     resumed = run_benchmark(tiny_config(), tmp_path, progress=False, echo=messages.append)
     assert [str(k) for k in resumed.ran] == ["medium/drpo/seed-0"]
     assert "skipping 4 finished run(s)" in messages[0]
     # Same seed, same numbers: the resumed grid equals the uninterrupted one.
     assert [r["metrics"] for r in resumed.records] == [r["metrics"] for r in report.records]
+
+
+def test_a_benchmark_builds_each_env_once_and_validates_its_config_once(tmp_path, monkeypatch):
+    import envs.simulator
+    from drpo_rl.benchmark.presets import BenchmarkConfig
+
+    built = collections.Counter()  # constructions by number of simulated users
+    real_init = envs.simulator.SimulatedUsersEnv.__init__
+
+    def counted_init(self, config, *, num_envs=1, **kwargs):
+        built[num_envs] += 1
+        real_init(self, config, num_envs=num_envs, **kwargs)
+
+    validated = []
+    real_validate = BenchmarkConfig.validate
+
+    def counted_validate(self):
+        validated.append(self)
+        real_validate(self)
+
+    monkeypatch.setattr(envs.simulator.SimulatedUsersEnv, "__init__", counted_init)
+    monkeypatch.setattr(BenchmarkConfig, "validate", counted_validate)
+    report = run_benchmark(tiny_config(), tmp_path, progress=False, echo=lambda s: None)
+    assert len(report.ran) == 5 and len(validated) == 1
+    # generate_logs: a one-user probe and the 400-user logging env. The five runs share a
+    # one-user env (specs, oracle, behaviour) and one env per evaluation size: 300 users
+    # (final), 100 (learning curve).
+    assert built == {1: 2, 400: 1, 300: 1, 100: 1}
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(finished, tmp_path):
@@ -150,7 +180,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(finished, tmp_path):
 
 def test_other_settings_in_the_same_folder_are_refused(finished):
     report, _ = finished
-    with pytest.raises(ValueError, match="steps: folder has 8, this run asks for 9"):
+    with pytest.raises(ValueError, match="steps: stored 8, requested 9"):
         run_benchmark(tiny_config(steps=9), report.out_dir, progress=False)
 
 
@@ -160,7 +190,7 @@ def test_bench_command_reports_a_folder_of_other_settings_without_a_traceback(fi
     assert main(["bench", "--preset", "tiny", "--steps", "9", "--out", out, "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("drpo-rl bench: error: output folder")
-    assert "steps: folder has 8, this run asks for 9" in err
+    assert "steps: stored 8, requested 9" in err
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-import drpo_rl.benchmark.runner as runner
+import drpo_rl.benchmark.run as runner
 from drpo_rl.benchmark import make_config, run_benchmark
-from drpo_rl.benchmark.runner import checkpoint_settings
+from drpo_rl.benchmark.run import checkpoint_settings
 from drpo_rl.benchmark.store import ResultStore, RunKey
 from drpo_rl.benchmark.training import train
 
@@ -113,7 +113,7 @@ def test_interrupted_runs_resume_to_the_uninterrupted_numbers(uninterrupted, tmp
 KILLED_BENCHMARK = textwrap.dedent(
     """
     import sys, time, torch
-    import drpo_rl.benchmark.runner as runner
+    import drpo_rl.benchmark.run as runner
     from drpo_rl.benchmark import make_config, run_benchmark
 
     torch.set_num_threads(1)
@@ -194,14 +194,12 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     store = ResultStore(tmp_path)
     other = make_config("tiny", algorithms=("drpo", "iql"), references=(), steps=40, lr=0.5)
     store.save_checkpoint(DRPO, {"step": 20}, checkpoint_settings(other, DRPO))
-    with pytest.raises(
-        ValueError, match="checkpoint made with other settings .*lr: checkpoint has 0.5"
-    ):
+    with pytest.raises(ValueError, match="checkpoint made with other settings .*lr: stored 0.5"):
         run(tmp_path)
     # A checkpoint moved to another run's place is refused too.
     store.checkpoint_path(DRPO).unlink()
     store.save_checkpoint(IQL, {"step": 20}, checkpoint_settings(CONFIG, DRPO))
-    with pytest.raises(ValueError, match="run: checkpoint has 'medium/drpo/seed-0'"):
+    with pytest.raises(ValueError, match="run: stored 'medium/drpo/seed-0'"):
         run(tmp_path)
     assert not store.has(DRPO) and not store.has(IQL)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import drpo_rl.benchmark.runner as runner
+import drpo_rl.benchmark.run as runner
 from drpo_rl.benchmark import make_config, run_benchmark
 from drpo_rl.cli import main
 

@@ -1,9 +1,17 @@
-"""Name -> builder of every algorithm of the suite, and :func:`build`."""
+"""The one list of the suite's algorithms (:data:`ALGORITHMS`), and :func:`build`.
+
+A new baseline is one :class:`Entry` in :data:`ALGORITHMS`: its builder, the builder's fixed
+keywords, the loss class whose keyword defaults are its hyper-parameters (if any), and
+whether it trains online. Everything else (names, options, the offline subset) is read
+from that table.
+"""
 
 from __future__ import annotations
 
-import functools
 import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from drpo_rl.algorithms.algorithm import DEFAULT_BATCH_SIZE, DEFAULT_LR, Algorithm
 from drpo_rl.algorithms.networks import NetworkOptions
@@ -17,22 +25,47 @@ from drpo_rl.algorithms.torchrl_baselines import (
 from drpo_rl.algorithms.weighted import LOSS_OPTIONS, build_advantage, build_drpo, build_drpo_q
 from drpo_rl.models import PolicySpecs
 
-__all__ = ["build", "list_algorithms", "options"]
+__all__ = ["ALGORITHMS", "Entry", "build", "list_algorithms", "offline_algorithms", "options"]
 
-_BUILDERS = {
-    "drpo": functools.partial(build_drpo, weighting="drpo"),
-    "drpo-exp": functools.partial(build_drpo, weighting="exp"),
-    "adapt-bc": functools.partial(build_drpo, weighting="uniform"),
-    "drpo-q": build_drpo_q,
-    "bc": build_bc,
-    "apg": functools.partial(build_advantage, rule="apg"),
-    "awr": functools.partial(build_advantage, rule="awr"),
-    "crr": functools.partial(build_advantage, rule="crr"),
-    "asymre": functools.partial(build_advantage, rule="asymre"),
-    "bppo": build_bppo,
-    "iql": build_iql,
-    "cql": build_cql,
-    "ppo": build_ppo,
+
+@dataclass(frozen=True)
+class Entry:
+    """One algorithm of the registry.
+
+    Attributes:
+        builder: ``builder(specs, net, **fixed, **hparams) -> AlgorithmParts``.
+        fixed: keywords that select this entry's variant of a shared builder.
+        loss_options: ``(loss class, exposed keywords or None for all)`` when the entry's
+            hyper-parameters are keywords of a loss class (their defaults are read there).
+        online: ``True`` when it trains on fresh rollouts (PPO), not on offline logs.
+
+    Example:
+        >>> ALGORITHMS["drpo-exp"].fixed, ALGORITHMS["ppo"].online
+        ({'weighting': 'exp'}, True)
+        >>> sorted(options("drpo-exp"))[:4]  # the builder's, the loss's and the shared options
+        ['adapt_lambda', 'adaptive', 'batch_size', 'beta']
+    """
+
+    builder: Callable[..., Any]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    loss_options: tuple[type, tuple[str, ...] | None] | None = None
+    online: bool = False
+
+
+ALGORITHMS: dict[str, Entry] = {
+    "drpo": Entry(build_drpo, {"weighting": "drpo"}, LOSS_OPTIONS["drpo"]),
+    "drpo-exp": Entry(build_drpo, {"weighting": "exp"}, LOSS_OPTIONS["drpo-exp"]),
+    "adapt-bc": Entry(build_drpo, {"weighting": "uniform"}, LOSS_OPTIONS["adapt-bc"]),
+    "drpo-q": Entry(build_drpo_q, loss_options=LOSS_OPTIONS["drpo-q"]),
+    "bc": Entry(build_bc),
+    "apg": Entry(build_advantage, {"rule": "apg"}, LOSS_OPTIONS["apg"]),
+    "awr": Entry(build_advantage, {"rule": "awr"}, LOSS_OPTIONS["awr"]),
+    "crr": Entry(build_advantage, {"rule": "crr"}, LOSS_OPTIONS["crr"]),
+    "asymre": Entry(build_advantage, {"rule": "asymre"}, LOSS_OPTIONS["asymre"]),
+    "bppo": Entry(build_bppo),
+    "iql": Entry(build_iql),
+    "cql": Entry(build_cql),
+    "ppo": Entry(build_ppo, online=True),
 }
 
 # Options every entry takes: network sizes and the paper's optimisation set-up.
@@ -63,7 +96,25 @@ def list_algorithms() -> list[str]:
         >>> list_algorithms()[:4]
         ['adapt-bc', 'apg', 'asymre', 'awr']
     """
-    return sorted(_BUILDERS)
+    return sorted(ALGORITHMS)
+
+
+def offline_algorithms() -> list[str]:
+    """The names that train on offline logs (all but the online ones, e.g. PPO), sorted.
+
+    Read from the table: nothing is built to answer.
+
+    Examples:
+        >>> "drpo" in offline_algorithms(), "ppo" in offline_algorithms()
+        (True, False)
+    """
+    return [name for name in list_algorithms() if not ALGORITHMS[name].online]
+
+
+def _entry(name: str) -> Entry:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; valid names: {', '.join(list_algorithms())}")
+    return ALGORITHMS[name]
 
 
 def options(name: str) -> dict:
@@ -75,15 +126,13 @@ def options(name: str) -> dict:
         >>> options("awr")["beta"], options("crr")["form"], options("bppo")["clip_epsilon"]
         (0.1, 'exp', 0.2)
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown algorithm {name!r}; valid names: {', '.join(list_algorithms())}")
-    builder = _BUILDERS[name]
-    fixed = builder.keywords if isinstance(builder, functools.partial) else {}
-    target = builder.func if isinstance(builder, functools.partial) else builder
+    entry = _entry(name)
     found = dict(_COMMON)
-    found.update({k: v for k, v in _keyword_defaults(target).items() if k not in fixed})
-    if name in LOSS_OPTIONS:
-        loss_class, exposed = LOSS_OPTIONS[name]
+    found.update(
+        {k: v for k, v in _keyword_defaults(entry.builder).items() if k not in entry.fixed}
+    )
+    if entry.loss_options is not None:
+        loss_class, exposed = entry.loss_options
         defaults = _keyword_defaults(loss_class.__init__)
         found.update({k: v for k, v in defaults.items() if exposed is None or k in exposed})
     return found
@@ -137,7 +186,7 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
         num_cells=resolved["num_cells"], depth=resolved["depth"], head=resolved["head"]
     )
     specific = {k: v for k, v in resolved.items() if k not in _COMMON}
-    parts = _BUILDERS[name](specs, net, **specific)
+    parts = ALGORITHMS[name].builder(specs, net, **ALGORITHMS[name].fixed, **specific)
     algo = parts.algorithm(name, resolved["lr"], resolved["batch_size"])
     algo.hparams = resolved
     return algo

@@ -1,7 +1,12 @@
 """The benchmark: scenarios x algorithms x seeds, from logs to online evaluation.
 
 The public names load on first use, so that building the ``drpo-rl`` command line (which
-imports :mod:`drpo_rl.benchmark.command`) does not import torch.
+imports :mod:`drpo_rl.benchmark.presets`) does not import torch.
+
+The flow runs one way: :mod:`.presets` (the config) -> :mod:`.grid` (which runs, skipping
+finished ones) -> :mod:`.run` (one run: train, evaluate) -> :mod:`.store` (the output
+folder); :mod:`.pool` spreads the runs over worker processes, :mod:`.report` writes tables
+and plots.
 
 Example:
     >>> from drpo_rl.benchmark import PRESETS, make_config
@@ -19,8 +24,8 @@ _EXPORTS = {
     "PRESETS": "drpo_rl.benchmark.presets",
     "BenchmarkConfig": "drpo_rl.benchmark.presets",
     "make_config": "drpo_rl.benchmark.presets",
-    "BenchmarkReport": "drpo_rl.benchmark.runner",
-    "run_benchmark": "drpo_rl.benchmark.runner",
+    "BenchmarkReport": "drpo_rl.benchmark.grid",
+    "run_benchmark": "drpo_rl.benchmark.grid",
     "write_report": "drpo_rl.benchmark.report",
 }
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from drpo_rl.benchmark.presets import noise_level
+from drpo_rl.benchmark.references import ORACLE, REFERENCES
 from drpo_rl.benchmark.results import summarise
+from drpo_rl.data.scenarios import noise_level
 from drpo_rl.files import write_atomic
 
 
@@ -90,15 +91,15 @@ def plot_learning_curves(records: Sequence[dict[str, Any]], path: Path) -> Path 
     if not curves:
         return None
     scenarios = _ordered(s for s, _ in curves)
-    oracle = summarise([r for r in records if r["algorithm"] == "oracle"], "reward")
+    oracle = summarise([r for r in records if r["algorithm"] == ORACLE], "reward")
     fig = Figure(figsize=(5.0 * len(scenarios), 4.0))
     axes = fig.subplots(1, len(scenarios), squeeze=False)[0]
     for ax, scenario in zip(axes, scenarios, strict=True):
         for (sc, algorithm), (steps, values) in curves.items():
             if sc == scenario:
                 ax.plot(steps, values, marker="o", markersize=3, label=algorithm)
-        if (scenario, "oracle") in oracle:
-            ax.axhline(oracle[(scenario, "oracle")][0], color="k", ls="--", lw=1, label="oracle")
+        if (scenario, ORACLE) in oracle:
+            ax.axhline(oracle[(scenario, ORACLE)][0], color="k", ls="--", lw=1, label=ORACLE)
         ax.set_title(scenario)
         ax.set_xlabel("gradient steps")
         ax.set_ylabel("online reward")
@@ -125,7 +126,7 @@ def plot_noise_sweep(records: Sequence[dict[str, Any]], path: Path) -> Path | No
         xs = [x for x, _ in cells]
         means = [s[0] for _, s in cells]
         stds = [s[1] for _, s in cells]
-        style = "--" if algorithm in ("oracle", "behaviour", "bc-expert") else "-"
+        style = "--" if algorithm in REFERENCES else "-"
         (line,) = ax.plot(xs, means, style, marker="o", markersize=3, label=algorithm)
         ax.fill_between(
             xs,

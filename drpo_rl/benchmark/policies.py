@@ -3,7 +3,8 @@
 A run folder holds the run's record (JSON: algorithm, resolved hyper-parameters) and its
 policy weights (``.pt``, plain tensors); the output folder's ``benchmark.json`` names the
 environment. Rebuilding the algorithm from the registry with the recorded hyper-parameters
-and loading the weights gives back the policy that was evaluated.
+and loading the weights (:func:`drpo_rl.checkpoints.load_policy`) gives back the policy that
+was evaluated.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drpo_rl.benchmark.references import trained_algorithm
+from drpo_rl.benchmark.run import EVAL_SEED_OFFSET
 from drpo_rl.benchmark.store import SETTINGS_FILE, read_json
+from drpo_rl.checkpoints import load_policy
 
 
 @dataclass
@@ -48,6 +52,13 @@ class TrainedRun:
     eval_seed: int
     eval_users: int
 
+    @property
+    def env_spec(self):
+        """The run's environment as an :class:`envs.EnvSpec`."""
+        from envs import EnvSpec
+
+        return EnvSpec(self.env, self.env_overrides)
+
 
 def load_trained_run(path: str | Path) -> TrainedRun:
     """Load ``runs/<scenario>/<algorithm>/seed-<k>.json`` (or its ``.pt``) of an output folder.
@@ -55,12 +66,8 @@ def load_trained_run(path: str | Path) -> TrainedRun:
     Raises ``ValueError`` naming the file when the run has no weights (reference rows
     without a learner: oracle, behaviour) or the folder is not a benchmark output.
     """
-    import torch
-
-    from drpo_rl.algorithms import build
-    from drpo_rl.benchmark.runner import EVAL_SEED_OFFSET
     from drpo_rl.models import PolicySpecs
-    from envs import make_env
+    from envs import EnvSpec
 
     path = Path(path).with_suffix(".json")
     if not path.is_file():
@@ -76,12 +83,11 @@ def load_trained_run(path: str | Path) -> TrainedRun:
     if not settings_path.is_file():
         raise ValueError(f"{settings_path}: missing; {path} is not inside a benchmark folder")
     settings = read_json(settings_path)
-    env = make_env(settings["env"], **settings["env_overrides"])
-    algorithm = "bc" if record["algorithm"] == "bc-expert" else record["algorithm"]
-    algo = build(algorithm, PolicySpecs.from_env(env), **record["hparams"])
-    algo.policy.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+    spec = EnvSpec(settings["env"], settings["env_overrides"])
+    specs = PolicySpecs.from_env(spec.make())
+    policy = load_policy(trained_algorithm(record["algorithm"]), specs, weights, record["hparams"])
     return TrainedRun(
-        policy=algo.policy,
+        policy=policy,
         env=settings["env"],
         env_overrides=dict(settings["env_overrides"]),
         record=record,

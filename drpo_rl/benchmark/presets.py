@@ -2,16 +2,18 @@
 
 A :class:`BenchmarkConfig` is the whole description of a benchmark; the named presets are
 starting points that command-line options override. Names are checked against the scenario
-and algorithm registries when the config is built, so a typo fails before any work starts.
+and algorithm registries when the config is built (:func:`make_config`), once, so a typo
+fails before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES
 
 # The paper's algorithm set (section 5), in the order its tables list them.
 PAPER_ALGORITHMS = (
@@ -28,28 +30,9 @@ PAPER_ALGORITHMS = (
 )
 # What the project adds to the paper's set for offline logs.
 EXTRA_ALGORITHMS = ("drpo-q", "cql")
-# Reference rows, computed without training a learner.
-#   oracle: the best item for every user (privileged rewards);
-#   behaviour: the logging policy itself;
-#   bc-expert: BC on the logged rows of the expert agent alone, the bound a perfect
-#     filter could reach (the only place that reads the behaviour-agent id).
-REFERENCES = ("oracle", "behaviour", "bc-expert")
 MAIN_SCENARIOS = ("medium", "extreme")
 NOISE_SWEEP = tuple(f"noise-{p}" for p in range(0, 90, 10))
 SWEEPS = {"noise": NOISE_SWEEP}
-
-_NOISE = re.compile(r"noise-(\d+)")
-
-
-def noise_level(scenario: str) -> int | None:
-    """The random-behaviour percentage of a ``noise-<p>`` scenario, else ``None``.
-
-    Example:
-        >>> noise_level("noise-40"), noise_level("medium")
-        (40, None)
-    """
-    match = _NOISE.fullmatch(scenario)
-    return None if match is None else int(match.group(1))
 
 
 def check_scenario(name: str) -> None:
@@ -71,22 +54,6 @@ def check_scenario(name: str) -> None:
         ) from error
 
 
-def valid_algorithms() -> list[str]:
-    """Algorithm names of the registry that train on offline logs (PPO, online, is not one).
-
-    Example:
-        >>> "drpo" in valid_algorithms(), "ppo" in valid_algorithms()
-        (True, False)
-    """
-    from drpo_rl.algorithms import build, list_algorithms
-    from drpo_rl.models import PolicySpecs
-
-    # Whether an entry trains online is a property of what the registry builds; a
-    # throw-away build on tiny specs asks it rather than keeping a second list here.
-    tiny = PolicySpecs(obs_dim=2, action_dim=2)
-    return [name for name in list_algorithms() if not build(name, tiny, num_cells=4).online]
-
-
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """Everything that defines a benchmark run; see :data:`PRESETS` for the named ones.
@@ -94,7 +61,8 @@ class BenchmarkConfig:
     Args:
         preset: the preset this config came from (recorded in the results).
         env: environment name for :func:`envs.make_env` (logs and evaluation share it).
-        env_overrides: config overrides of that environment.
+        env_overrides: config overrides of that environment (both together:
+            :attr:`env_spec`, which checks them).
         scenarios: log scenarios (``medium``, ``extreme``, ``clean``, ``noise-<p>``).
         algorithms: learners from the algorithm registry.
         references: reference rows among :data:`REFERENCES`.
@@ -154,18 +122,31 @@ class BenchmarkConfig:
         if not self.algorithms and not self.references:
             raise ValueError("nothing to run: no algorithms and no reference rows")
 
-    def validate(self) -> None:
-        """Check every name against its registry and the device; raises ``ValueError``."""
-        from envs import make_env
+    @property
+    def env_spec(self):
+        """The env of the logs and of the evaluation, as one checked :class:`envs.EnvSpec`.
+
+        Made on demand, not stored: the config travels to worker processes by pickling.
+        """
+        from envs import EnvSpec
 
         try:
-            # make_env's errors name the valid environments or config fields themselves.
-            make_env(self.env, **self.env_overrides)
+            # EnvSpec's errors name the valid environments or config fields themselves.
+            return EnvSpec(self.env, self.env_overrides)
         except ValueError as error:
             raise ValueError(f"env {self.env!r}: {error}") from error
+
+    def validate(self) -> None:
+        """Check every name against its registry and the device; raises ``ValueError``.
+
+        :func:`make_config` calls it; the benchmark runs only configs it made or checked.
+        """
+        from drpo_rl.algorithms import offline_algorithms
+
+        self.env_spec  # noqa: B018 - checks the env name and overrides
         for scenario in self.scenarios:
             check_scenario(scenario)
-        known = valid_algorithms()
+        known = offline_algorithms()
         unknown = [a for a in self.algorithms if a not in known]
         if unknown:
             raise ValueError(
@@ -176,7 +157,7 @@ class BenchmarkConfig:
             raise ValueError(
                 f"unknown reference row(s) {bad_refs}; valid references: {', '.join(REFERENCES)}"
             )
-        stray = [a for a in self.hparams if a not in self.algorithms and a != "bc-expert"]
+        stray = [a for a in self.hparams if a not in self.algorithms and a != BC_EXPERT]
         if stray:
             raise ValueError(
                 f"hparams given for algorithm(s) {stray} that are not in this run's "

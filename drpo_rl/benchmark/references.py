@@ -10,10 +10,19 @@
 
 from __future__ import annotations
 
-import torch
-from tensordict import TensorDictBase
+from typing import TYPE_CHECKING
 
-AGENT_KEY = "behavior_agent"
+if TYPE_CHECKING:  # torch is imported on use: the command line reads the names below
+    from tensordict import TensorDictBase
+
+ORACLE, BEHAVIOUR, BC_EXPERT = "oracle", "behaviour", "bc-expert"
+# The reference rows, in the order the grid runs and the tables list them.
+REFERENCES = (ORACLE, BEHAVIOUR, BC_EXPERT)
+# Reference rows without training: their policy is evaluated as it is.
+UNTRAINED = (ORACLE, BEHAVIOUR)
+# What the bc-expert row trains: the registry's BC.
+BC_EXPERT_ALGORITHM = "bc"
+
 # Seed offset of the behaviour policy's own sampling during evaluation.
 BEHAVIOUR_SEED_OFFSET = 7_919
 
@@ -27,11 +36,23 @@ def behaviour_policy(env, scenario: str, seed: int):
         >>> sorted(agent.name for agent in policy.agents)
         ['expert', 'random', 'suboptimal']
     """
+    import torch
+
     from drpo_rl.data import BehaviorMixture, scenario_weights
 
     generator = torch.Generator(device=env.device)
     generator.manual_seed(BEHAVIOUR_SEED_OFFSET + seed)
     return BehaviorMixture.from_weights(env, scenario_weights(scenario), generator=generator)
+
+
+def trained_algorithm(row: str) -> str:
+    """The registry algorithm a learner or reference row trains (``bc-expert`` trains BC).
+
+    Example:
+        >>> trained_algorithm("bc-expert"), trained_algorithm("drpo")
+        ('bc', 'drpo')
+    """
+    return BC_EXPERT_ALGORITHM if row == BC_EXPERT else row
 
 
 def expert_rows(rows: TensorDictBase) -> TensorDictBase:
@@ -44,12 +65,13 @@ def expert_rows(rows: TensorDictBase) -> TensorDictBase:
         >>> expert_rows(rows).shape
         torch.Size([2])
     """
-    from drpo_rl.data import AGENT_IDS
+    from drpo_rl.data import AGENT_IDS, BEHAVIOR_AGENT_KEY
 
-    agent = rows.get(AGENT_KEY, None)
+    agent = rows.get(BEHAVIOR_AGENT_KEY, None)
     if agent is None:
         raise ValueError(
-            f"the bc-expert reference needs the logs' {AGENT_KEY!r} entry, which is missing"
+            f"the bc-expert reference needs the logs' {BEHAVIOR_AGENT_KEY!r} entry, which is "
+            "missing"
         )
     mask = agent.reshape(rows.shape) == AGENT_IDS["expert"]
     if not bool(mask.any()):

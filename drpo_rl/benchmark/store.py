@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drpo_rl.data.layout import settings_differences
 from drpo_rl.files import write_atomic
 
 SETTINGS_FILE = "benchmark.json"
@@ -121,7 +122,7 @@ class ResultStore:
         if not path.exists():
             write_json_atomic(path, settings)
             return
-        differences = _differences(read_json(path), settings, "folder")
+        differences = settings_differences(read_json(path), settings)
         if differences:
             raise BenchmarkFolderError(
                 f"output folder {self.root} holds results made with other settings; use "
@@ -204,7 +205,7 @@ class ResultStore:
                 f"{path}: not a training checkpoint (expected a dict with 'settings' and a "
                 "'state' with its 'step'); delete it to start the run again"
             )
-        differences = _differences(json.loads(payload["settings"]), settings, "checkpoint")
+        differences = settings_differences(json.loads(payload["settings"]), settings)
         if differences:
             raise BenchmarkFolderError(
                 f"{path}: checkpoint made with other settings ({'; '.join(differences)}); "
@@ -228,13 +229,3 @@ def _torch_save_atomic(data: Any, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda tmp: torch.save(data, tmp))
-
-
-def _differences(stored: dict[str, Any], settings: dict[str, Any], holder: str) -> list[str]:
-    # Round-trip through JSON so tuples and lists compare equal.
-    wanted = json.loads(json.dumps(settings))
-    return [
-        f"{k}: {holder} has {stored.get(k)!r}, this run asks for {wanted.get(k)!r}"
-        for k in sorted(set(stored) | set(wanted))
-        if stored.get(k) != wanted.get(k)
-    ]

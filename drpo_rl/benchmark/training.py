@@ -24,12 +24,14 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
+
 # What a learner may read from the logs. The behaviour agent's id and the privileged
 # rewards are there for analysis and the reference rows only.
 LEARNER_KEYS = (
     "observation",
     "action",
-    "behavior_log_prob",
+    BEHAVIOR_LOG_PROB_KEY,
     ("next", "reward"),
     ("next", "done"),
     ("next", "terminated"),

@@ -12,6 +12,7 @@ from drpo_rl.data.behavior import (
 )
 from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs
 from drpo_rl.data.generate import LOG_KEYS, generate_logs
+from drpo_rl.data.layout import BEHAVIOR_AGENT_KEY, BEHAVIOR_LOG_PROB_KEY
 from drpo_rl.data.loaders import (
     ParsedLogs,
     load_kuairand,
@@ -27,6 +28,8 @@ from drpo_rl.data.scenarios import list_scenarios, scenario_weights
 
 __all__ = [
     "AGENT_IDS",
+    "BEHAVIOR_AGENT_KEY",
+    "BEHAVIOR_LOG_PROB_KEY",
     "FORMAT_VERSION",
     "LOG_KEYS",
     "AntiOraclePolicy",

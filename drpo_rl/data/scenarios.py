@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from drpo_rl.data.behavior import _check_weights
 
-__all__ = ["NAMED_SCENARIOS", "list_scenarios", "scenario_name", "scenario_weights"]
+__all__ = ["NAMED_SCENARIOS", "list_scenarios", "noise_level", "scenario_name", "scenario_weights"]
 
 NAMED_SCENARIOS: dict[str, dict[str, float]] = {
     "clean": {"expert": 1.0},
@@ -64,6 +64,18 @@ def scenario_weights(scenario: str | Mapping[str, float]) -> dict[str, float]:
     return {name: weight for name, weight in weights.items() if weight > 0}
 
 
+def noise_level(scenario: str) -> int | None:
+    """The random-behaviour percentage of a ``noise-<p>`` name (any ``p``), else ``None``.
+
+    Examples:
+        >>> from drpo_rl.data.scenarios import noise_level
+        >>> noise_level("noise-40"), noise_level("medium")
+        (40, None)
+    """
+    match = _NOISE.fullmatch(scenario)
+    return None if match is None else int(match.group(1))
+
+
 def scenario_name(scenario: str | Mapping[str, float]) -> str:
     """A name to record: the name itself, or ``"custom"`` for a weights dict."""
     return scenario if isinstance(scenario, str) else "custom"
@@ -72,10 +84,9 @@ def scenario_name(scenario: str | Mapping[str, float]) -> str:
 def _named_weights(name: str) -> dict[str, float]:
     if name in NAMED_SCENARIOS:
         return dict(NAMED_SCENARIOS[name])
-    match = _NOISE.fullmatch(name)
-    if match is None:
+    percent = noise_level(name)
+    if percent is None:
         raise ValueError(f"unknown scenario {name!r}; valid scenarios: {list_scenarios()}")
-    percent = int(match.group(1))
     if percent > _MAX_NOISE:
         raise ValueError(
             f"scenario {name!r}: the noise level must be an integer percentage from 0 to "

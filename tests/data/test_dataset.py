@@ -13,7 +13,7 @@ from torchrl.data import ReplayBuffer, SamplerWithoutReplacement, SliceSampler
 from torchrl.envs import RenameTransform
 
 from drpo_rl.data import FORMAT_VERSION, OfflineLogs
-from drpo_rl.data.dataset import StagedDataset
+from drpo_rl.data.staging import StagedDataset
 
 
 def _rows(n=50):
@@ -281,7 +281,7 @@ def test_next_write_says_it_removes_an_interrupted_one(tmp_path, caplog):
     dead_pid = 2**22 + 777  # above Linux's default pid_max: no process has it
     staging = tmp_path / f".logs.partial-{dead_pid}-00ff"
     (staging / "storage").mkdir(parents=True)
-    with caplog.at_level("WARNING", logger="drpo_rl.data.dataset"):
+    with caplog.at_level("WARNING", logger="drpo_rl.data.staging"):
         OfflineLogs.from_tensordict(_rows(), tmp_path / "logs")
     assert os.listdir(tmp_path) == ["logs"]
     (record,) = caplog.records

@@ -5,16 +5,17 @@ Example:
     >>> parser = argparse.ArgumentParser(prog="drpo-rl")
     >>> add_evaluate_command(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["evaluate", "--oracle", "--num-users", "1000"])
-    >>> args.oracle, args.num_users, args.device
-    (True, 1000, 'cpu')
+    >>> args.oracle, args.num_users, args.device, args.env
+    (True, 1000, 'cpu', 'RecSimBandit')
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from drpo_rl.commands.options import add_device, add_env_options, add_seed, env_spec, fail
 
 
 def add_evaluate_command(subparsers) -> None:
@@ -25,17 +26,17 @@ def add_evaluate_command(subparsers) -> None:
         description=(
             "Roll a policy deterministically through simulated users and print its online "
             "metrics. RUN is a run of a benchmark folder (runs/<scenario>/<algorithm>/"
-            "seed-<k>.json); by default it is evaluated with the benchmark's users and seed, "
-            "which reproduces the benchmark's number."
+            "seed-<k>.json); by default it is evaluated with the benchmark's env, users and "
+            "seed, which reproduces the benchmark's number."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("run", nargs="?", type=Path, help="a benchmark run's .json (or .pt)")
     source.add_argument("--oracle", action="store_true", help="evaluate the oracle policy")
-    parser.add_argument("--env", default="RecSimBandit", help="env for --oracle")
+    add_env_options(parser, env_help="; for --oracle (a RUN is evaluated on its own env)")
     parser.add_argument("--num-users", type=int, help="simulated users (default: the run's)")
-    parser.add_argument("--seed", type=int, help="evaluation seed (default: the run's)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
+    add_seed(parser, default=None, help="evaluation seed (default: the run's; 0 for --oracle)")
+    add_device(parser)
     parser.add_argument("--batch-size", type=int, help="users per chunk")
     parser.add_argument("--price", type=float, default=5.0, help="eCPM per unit of reward")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -51,7 +52,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from drpo_rl.evaluation import evaluate, oracle_policy
-    from envs import make_env
     from envs.devices import check_device
 
     try:
@@ -59,35 +59,37 @@ def evaluate_command(args: argparse.Namespace) -> int:
         if args.run is not None:
             from drpo_rl.benchmark.policies import load_trained_run
 
+            if args.env_overrides:
+                raise ValueError("--env-set applies to --oracle; a RUN is evaluated on its env")
             run = load_trained_run(args.run)
-            policy, env_name, overrides = run.policy, run.env, run.env_overrides
+            policy, spec = run.policy, run.env_spec
             seed = run.eval_seed if args.seed is None else args.seed
             num_users = run.eval_users if args.num_users is None else args.num_users
         else:
-            env_name, overrides = args.env, {}
-            policy = oracle_policy(make_env(env_name, device=args.device))
+            spec = env_spec(args)
+            policy = oracle_policy(spec.make(device=args.device))
             seed = 0 if args.seed is None else args.seed
             num_users = 10_000 if args.num_users is None else args.num_users
         start = time.perf_counter()
+        # TODO(evaluate accepts an EnvSpec): pass spec itself.
         metrics = evaluate(
             policy.to(args.device),
-            env_name,
+            spec.name,
             num_users=num_users,
             device=torch.device(args.device),
             seed=seed,
             batch_size=args.batch_size,
             price=args.price,
-            env_kwargs=overrides,
+            env_kwargs=dict(spec.overrides),
         )
         seconds = time.perf_counter() - start
     except ValueError as error:
-        print(f"drpo-rl evaluate: error: {error}", file=sys.stderr)
-        return 2
+        return fail("evaluate", error)
     metrics["users_per_second"] = num_users / seconds
     if args.json:
         print(json.dumps(metrics, indent=1))
         return 0
-    table = Table(title=f"{args.run or 'oracle'} on {env_name} ({args.device}, seed {seed})")
+    table = Table(title=f"{args.run or 'oracle'} on {spec.name} ({args.device}, seed {seed})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():

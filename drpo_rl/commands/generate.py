@@ -4,28 +4,26 @@ Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="drpo-rl")
     >>> add_generate_command(parser.add_subparsers(dest="command"))
-    >>> args = parser.parse_args(["generate", "logs/medium", "--scenario", "medium"])
-    >>> args.env, args.scenario, args.num_samples, args.set
-    ('RecSimBanditDiscrete', 'medium', 100000, [])
+    >>> args = parser.parse_args(["generate", "logs/medium", "--env-set", "num_items=50"])
+    >>> args.env, args.scenario, args.num_samples, args.env_overrides
+    ('RecSimBandit', 'medium', 100000, [('num_items', 50)])
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-
-def _override(text: str) -> tuple[str, object]:
-    """``FIELD=VALUE`` of the env config, the value read as JSON when it parses."""
-    field, sep, raw = text.partition("=")
-    if not (sep and field):
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE (e.g. num_items=500), got {text!r}")
-    try:
-        return field, json.loads(raw)
-    except json.JSONDecodeError:
-        return field, raw
+from drpo_rl.commands.options import (
+    DeprecatedEnvSet,
+    add_device,
+    add_env_options,
+    add_no_progress,
+    add_seed,
+    env_setting,
+    env_spec,
+    fail,
+)
 
 
 def add_generate_command(subparsers) -> None:
@@ -41,25 +39,26 @@ def add_generate_command(subparsers) -> None:
         ),
     )
     parser.add_argument("path", type=Path, help="dataset folder to write (or re-open)")
-    parser.add_argument("--env", default="RecSimBanditDiscrete", help="an env of envs.list_envs()")
+    add_env_options(parser)
     parser.add_argument(
         "--scenario",
         default="medium",
         help="clean, medium, extreme or noise-<p> (p in 0..80)",
     )
     parser.add_argument("--num-samples", type=int, default=100_000, help="interactions to log")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
+    add_seed(parser, default=0, help="seed of the users and the behaviour (default: 0)")
+    add_device(parser)
     parser.add_argument("--num-envs", type=int, help="users simulated in parallel")
+    # Until this release --set took env config overrides here; --set is for algorithm
+    # hyper-parameters everywhere else, so the old spelling warns for one release.
     parser.add_argument(
         "--set",
-        type=_override,
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="env config override, repeatable (e.g. --set num_items=500)",
+        action=DeprecatedEnvSet,
+        type=env_setting,
+        metavar="KEY=VALUE",
+        help="deprecated spelling of --env-set",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
     parser.set_defaults(func=generate)
 
 
@@ -71,8 +70,10 @@ def generate(args: argparse.Namespace) -> int:
     quiet_torchrl()
 
     try:
+        spec = env_spec(args)
+        # TODO(generate_logs accepts an EnvSpec): pass spec itself.
         logs = generate_logs(
-            args.env,
+            spec.name,
             args.scenario,
             args.num_samples,
             path=args.path,
@@ -80,12 +81,11 @@ def generate(args: argparse.Namespace) -> int:
             device=args.device,
             num_envs=args.num_envs,
             progress=not args.no_progress,
-            **dict(args.set),
+            **spec.overrides,
         )
     except ValueError as error:
         # Bad names, sizes or a settings mismatch are the user's to fix: no traceback.
-        print(f"drpo-rl generate: error: {error}", file=sys.stderr)
-        return 2
+        return fail("generate", error)
     rows = logs[:]
     reward = rows["next", "reward"].float()
     print(f"{logs.metadata['storage']['num_rows']} rows at {args.path}")

@@ -5,58 +5,33 @@ Example:
     >>> parser = argparse.ArgumentParser(prog="drpo-rl")
     >>> add_bench_command(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["bench", "--preset", "tiny", "--seeds", "2"])
-    >>> args.preset, args.seeds
-    ('tiny', '2')
+    >>> args.preset, args.seeds, args.env
+    ('tiny', '2', 'RecSimBandit')
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from drpo_rl.benchmark.presets import PRESETS, SWEEPS, make_config, parse_seeds
+from drpo_rl.commands.options import (
+    add_device,
+    add_env_options,
+    add_hparams,
+    add_no_progress,
+    env_spec,
+    fail,
+)
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def _value(raw: str) -> object:
-    """A command-line value: JSON if it parses (number, bool, list), else the string."""
-    import json
-
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def _hparam(text: str) -> tuple[str, str, object]:
-    """``algorithm.key=value`` with a JSON-ish value (number, bool, or string)."""
-    target, sep, raw = text.partition("=")
-    algorithm, dot, key = target.partition(".")
-    if not (sep and dot and algorithm and key):
-        raise argparse.ArgumentTypeError(
-            f"expected ALGORITHM.KEY=VALUE (e.g. drpo.kappa=0.3), got {text!r}"
-        )
-    return algorithm, key, _value(raw)
-
-
-def _env_setting(text: str) -> tuple[str, object]:
-    """``key=value`` of the environment's config, with a JSON-ish value."""
-    key, sep, raw = text.partition("=")
-    if not (sep and key and "." not in key):
-        raise argparse.ArgumentTypeError(
-            f"expected KEY=VALUE of the environment config (e.g. reward_noise=0.3), got {text!r}"
-        )
-    return key, _value(raw)
 
 
 def add_bench_command(subparsers) -> None:
@@ -90,26 +65,9 @@ def add_bench_command(subparsers) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--log-samples", type=int, help="logged rows per scenario and seed")
     parser.add_argument("--eval-users", type=int, help="simulated users of the final evaluation")
-    parser.add_argument("--device", help="cpu or cuda[:index]")
-    parser.add_argument(
-        "--set",
-        dest="hparams",
-        action="append",
-        type=_hparam,
-        default=[],
-        metavar="ALGO.KEY=VALUE",
-        help="hyper-parameter override, repeatable (e.g. --set drpo.kappa=0.3)",
-    )
-    parser.add_argument(
-        "--env-set",
-        dest="env_settings",
-        action="append",
-        type=_env_setting,
-        default=[],
-        metavar="KEY=VALUE",
-        help="environment config override, repeatable (e.g. --env-set reward_noise=0.3 "
-        "--env-set num_items=1000); the logs and the evaluation share it",
-    )
+    add_env_options(parser, env_help="; the logs and the evaluation share it")
+    add_device(parser, default=None)
+    add_hparams(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -122,7 +80,7 @@ def add_bench_command(subparsers) -> None:
         "per core but one, at most 8)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
     parser.set_defaults(func=bench)
 
 
@@ -150,7 +108,9 @@ def bench(args: argparse.Namespace) -> int:
     far it got and returns 128 + the signal's number (130, 143), as a shell reports a
     process killed by that signal.
     """
-    with _signals_interrupt() as received:
+    from drpo_rl.benchmark.pool import signals_interrupt
+
+    with signals_interrupt() as received:
         try:
             return _bench(args)
         except KeyboardInterrupt as interrupt:
@@ -164,39 +124,13 @@ def bench(args: argparse.Namespace) -> int:
             return 128 + (received[0] if received else signal.SIGINT)
 
 
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[list[int]]:
-    """SIGTERM, like SIGINT, raises KeyboardInterrupt (once); yields the signals received.
-
-    SIGTERM's default action ends the process at once, leaving the worker processes
-    running as orphans; as an exception it goes through the benchmark's clean-up. Later
-    signals are only recorded, so that they cannot break off that clean-up. A SIGINT that
-    is ignored (a background job of a non-interactive shell) stays ignored.
-    """
-    received: list[int] = []
-
-    def interrupt(signum: int, frame: object) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            raise KeyboardInterrupt
-
-    handled = [signal.SIGTERM]
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        handled.append(signal.SIGINT)
-    previous = {signum: signal.signal(signum, interrupt) for signum in handled}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from drpo_rl.benchmark.grid import run_benchmark
     from drpo_rl.benchmark.report import write_report
-    from drpo_rl.benchmark.runner import run_benchmark
+    from drpo_rl.benchmark.store import BenchmarkFolderError
     from drpo_rl.console import quiet_torchrl
 
     quiet_torchrl()
@@ -205,6 +139,7 @@ def _bench(args: argparse.Namespace) -> int:
     for algorithm, key, value in args.hparams:
         hparams.setdefault(algorithm, {})[key] = value
     try:
+        spec = env_spec(args)
         config = make_config(
             args.preset,
             sweep=args.sweep,
@@ -219,14 +154,14 @@ def _bench(args: argparse.Namespace) -> int:
             eval_users=args.eval_users,
             device=args.device,
             hparams=hparams or None,
-            env_overrides={**PRESETS[args.preset].env_overrides, **dict(args.env_settings)} or None,
+            env=spec.name,
+            env_overrides={**PRESETS[args.preset].env_overrides, **spec.overrides} or None,
         )
         if args.workers is not None and args.workers < 1:
-            raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+            raise ValueError(f"--workers: expected an integer >= 1, got {args.workers}")
     except ValueError as error:
         # A configuration error is the user's to fix: say what, without a traceback.
-        print(f"drpo-rl bench: error: {error}", file=sys.stderr)
-        return 2
+        return fail("bench", error)
     out = args.out or Path("bench-results") / (args.sweep or args.preset)
     # The networks are small: one intra-op thread per process is fastest, and avoids the
     # slow-down that thread contention causes on a busy machine.
@@ -235,8 +170,6 @@ def _bench(args: argparse.Namespace) -> int:
     workers = args.workers
     if workers is None:
         workers = default_workers(config.device, os.cpu_count() or 1)
-    from drpo_rl.benchmark.store import BenchmarkFolderError
-
     try:
         report = run_benchmark(
             config, out, workers=workers, progress=not args.no_progress, echo=console.print
@@ -244,7 +177,6 @@ def _bench(args: argparse.Namespace) -> int:
     except BenchmarkFolderError as error:
         # An output folder made with other settings, or a refused checkpoint: the user's
         # to resolve (the message names the file and what differs).
-        print(f"drpo-rl bench: error: {error}", file=sys.stderr)
-        return 2
+        return fail("bench", error)
     write_report(report, console=console, plots=not args.no_plots)
     return 0

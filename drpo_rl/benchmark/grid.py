@@ -1,0 +1,224 @@
+"""The benchmark grid: which runs, in which order, skipping the finished ones.
+
+:func:`run_benchmark` is the whole pipeline behind ``drpo-rl bench``. It records the
+config's settings in the output folder (refusing a folder made with other ones), generates
+(or re-opens) the logs of each scenario and seed, then does each learner and reference row
+whose result file is missing (:func:`drpo_rl.benchmark.run.execute_run`), saving each as
+soon as it finishes. Re-running with the same folder therefore resumes: finished runs are
+loaded and listed as skipped, and a run interrupted while training continues from its last
+checkpoint (a learning-curve point), ending with the numbers an uninterrupted run would
+have given.
+
+Runs are independent (each seeds everything it draws), so they may be spread over worker
+processes (:mod:`drpo_rl.benchmark.pool`); a run gives the same numbers whichever process
+does it, as long as every process uses the same number of torch threads (the workers and
+the command line use one).
+
+A ``KeyboardInterrupt`` (Ctrl-C; ``drpo-rl bench`` turns SIGTERM into one too) stops the
+benchmark cleanly: no further run starts, the worker processes are terminated and waited
+for, and :class:`BenchmarkInterrupted` says how far it got. Nothing is lost by killing a
+worker: finished runs are saved, and an unfinished one continues from its last checkpoint
+(every file is written to a temporary name and renamed, so none is left half-written).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from drpo_rl.benchmark.pool import run_in_workers
+from drpo_rl.benchmark.presets import BenchmarkConfig
+from drpo_rl.benchmark.run import RunEnvs, checkpoint_settings, execute_run, open_logs
+from drpo_rl.benchmark.store import ResultStore, RunKey
+from drpo_rl.console import quiet_torchrl
+from drpo_rl.files import remove_temporaries
+
+
+class BenchmarkInterrupted(KeyboardInterrupt):
+    """A benchmark stopped by a ``KeyboardInterrupt`` after its workers were stopped.
+
+    A ``KeyboardInterrupt`` (not an ``Exception``), so that code which catches errors does
+    not swallow an interruption.
+
+    Attributes:
+        finished: runs of the grid with a saved record (``finished_earlier`` included).
+        total: runs in the grid.
+        finished_earlier: runs found finished when this invocation started.
+
+    Example:
+        >>> error = BenchmarkInterrupted(finished=3, total=10, finished_earlier=2)
+        >>> str(error)
+        'interrupted after 3 of 10 runs (2 finished earlier)'
+        >>> isinstance(error, Exception)
+        False
+    """
+
+    def __init__(self, finished: int, total: int, finished_earlier: int) -> None:
+        super().__init__(
+            f"interrupted after {finished} of {total} runs ({finished_earlier} finished earlier)"
+        )
+        self.finished = finished
+        self.total = total
+        self.finished_earlier = finished_earlier
+
+
+@dataclass
+class BenchmarkReport:
+    """What a benchmark invocation did and found.
+
+    Attributes:
+        config: the benchmark's configuration.
+        out_dir: its output folder.
+        records: one record per run of the grid (finished now or earlier), grid order.
+        ran: the runs done by this invocation.
+        skipped: the runs found finished in the folder and not redone.
+        wall_seconds: wall time of this invocation.
+
+    Example:
+        >>> import tempfile
+        >>> from drpo_rl.benchmark.presets import make_config
+        >>> config = make_config("tiny", algorithms=("bc",), references=())
+        >>> out = Path(tempfile.mkdtemp())
+        >>> report = run_benchmark(config, out, progress=False, echo=lambda *args: None)
+        >>> [str(key) for key in report.ran], report.skipped
+        (['medium/bc/seed-0'], [])
+        >>> again = run_benchmark(config, out, progress=False, echo=lambda *args: None)
+        >>> again.ran, [str(key) for key in again.skipped]
+        ([], ['medium/bc/seed-0'])
+    """
+
+    config: BenchmarkConfig
+    out_dir: Path
+    records: list[dict[str, Any]]
+    ran: list[RunKey]
+    skipped: list[RunKey]
+    wall_seconds: float
+
+
+def plan(config: BenchmarkConfig) -> list[RunKey]:
+    """The grid in execution order: per scenario and seed, references then learners.
+
+    Example:
+        >>> from drpo_rl.benchmark.presets import PRESETS
+        >>> [str(k) for k in plan(PRESETS["tiny"])][:2]
+        ['medium/oracle/seed-0', 'medium/behaviour/seed-0']
+    """
+    return [
+        RunKey(scenario, name, seed)
+        for scenario in config.scenarios
+        for seed in config.seeds
+        for name in (*config.references, *config.algorithms)
+    ]
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> BenchmarkReport:
+    """Run (or resume) the benchmark ``config`` in ``out_dir`` with ``workers`` processes.
+
+    ``config`` comes from :func:`~drpo_rl.benchmark.presets.make_config`, which checked it.
+
+    Example:
+        >>> import tempfile
+        >>> from drpo_rl.benchmark.presets import make_config
+        >>> config = make_config("tiny", algorithms=["bc"], steps=5)
+        >>> report = run_benchmark(config, tempfile.mkdtemp(), progress=False, echo=print)
+        >>> [k.algorithm for k in report.ran]
+        ['oracle', 'behaviour', 'bc-expert', 'bc']
+        >>> again = run_benchmark(config, report.out_dir, progress=False, echo=print)
+        resuming ...: skipping 4 finished run(s): medium/oracle/seed-0, ...
+        >>> again.ran, again.records == report.records
+        ([], True)
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    start = time.perf_counter()
+    store = ResultStore(out_dir)
+    store.check_settings(config.run_settings())
+    # Left by workers killed while writing a record or checkpoint; no one writes here yet.
+    remove_temporaries(store.root)
+    keys = plan(config)
+    skipped = [k for k in keys if store.has(k)]
+    todo = [k for k in keys if not store.has(k)]
+    if skipped:
+        echo(
+            f"resuming {store.root}: skipping {len(skipped)} finished run(s): "
+            + ", ".join(str(k) for k in skipped)
+        )
+    for key in skipped:
+        # Left by an interruption between writing the record and deleting the checkpoint.
+        store.checkpoint_path(key).unlink(missing_ok=True)
+    for key in todo:
+        # Read here too (not only by the run) so that a bad checkpoint stops the
+        # benchmark before any work, and the user hears which runs continue.
+        state = store.load_checkpoint(key, checkpoint_settings(config, key))
+        if state is not None:
+            echo(f"resuming {key} from step {state['step']} of {config.steps}")
+
+    ran: list[RunKey] = []
+    try:
+        for scenario, seed in dict.fromkeys((k.scenario, k.seed) for k in todo):
+            open_logs(config, store, scenario, seed, progress=progress)
+        with tqdm(
+            total=len(todo), desc="bench", unit="run", disable=not progress or not todo
+        ) as bar:
+
+            def finished(key: RunKey) -> None:
+                ran.append(key)
+                bar.set_postfix_str(str(key))
+                bar.update()
+
+            if workers == 1 or len(todo) <= 1:
+                envs = RunEnvs(config)
+                for key in todo:
+                    execute_run(config, store.root, key, envs)
+                    finished(key)
+            else:
+                task = functools.partial(_execute_in_worker, config, store.root)
+                run_in_workers(task, todo, workers, finished, initializer=_init_worker)
+    except KeyboardInterrupt as interrupt:
+        raise BenchmarkInterrupted(
+            finished=sum(store.has(k) for k in keys),
+            total=len(keys),
+            finished_earlier=len(skipped),
+        ) from interrupt
+    ran.sort(key=keys.index)
+    records = [store.load(k) for k in keys]
+    return BenchmarkReport(
+        config=config,
+        out_dir=store.root,
+        records=records,
+        ran=ran,
+        skipped=skipped,
+        wall_seconds=time.perf_counter() - start,
+    )
+
+
+# A worker's environments: built by its first run, reused by the next (a worker serves
+# the runs of one config).
+_worker_envs: RunEnvs | None = None
+
+
+def _execute_in_worker(config: BenchmarkConfig, out_dir: Path, key: RunKey) -> None:
+    global _worker_envs
+    if _worker_envs is None:
+        _worker_envs = RunEnvs(config)
+    execute_run(config, out_dir, key, _worker_envs)
+
+
+def _init_worker() -> None:
+    # Same thread count as the command line (see the module docstring).
+    torch.set_num_threads(1)
+    quiet_torchrl()

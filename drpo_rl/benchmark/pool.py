@@ -1,0 +1,149 @@
+"""Worker processes for the benchmark's runs, and clean interruption by SIGINT or SIGTERM.
+
+:func:`run_in_workers` does independent tasks in spawned processes and stops them all on
+an error or an interruption; :func:`signals_interrupt` turns SIGTERM (like Ctrl-C) into a
+``KeyboardInterrupt``, so that ``drpo-rl bench`` goes through the same clean-up whichever
+signal stops it. Nothing here knows what a task does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+
+# How long a terminated worker may take to exit before it is killed (SIGTERM's default
+# action is immediate; this only matters if something in the worker catches SIGTERM).
+WORKER_EXIT_GRACE_SECONDS = 10.0
+
+
+def run_in_workers(
+    task: Callable[[Hashable], None],
+    items: Sequence[Hashable],
+    workers: int,
+    finished: Callable[[Hashable], None],
+    *,
+    initializer: Callable[[], None] | None = None,
+) -> None:
+    """Call ``task(item)`` for every item in ``workers`` spawned processes; stop them all on
+    any error.
+
+    ``task`` must be picklable (a module-level function or a ``functools.partial`` of one);
+    ``finished(item)`` is called in this process as each task ends; ``initializer`` runs
+    once in each worker, after the signal set-up below.
+
+    A ProcessPoolExecutor rather than a multiprocessing Pool because it fails (with
+    BrokenProcessPool) when a worker dies, where a Pool waits forever for the lost result.
+    But neither its ``shutdown(cancel_futures=True)`` nor its context manager stops the
+    tasks already in the workers (Python 3.14's ``terminate_workers`` would), so on an
+    interruption or an error the workers are terminated here, through the executor's
+    process handles. The executor sees them die, fails the remaining futures and cleans
+    up its queues, which ``shutdown`` then waits for: no process or semaphore is left
+    behind. An error in one task thus stops the others at once rather than after every
+    queued task.
+    """
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(initializer,)
+    )
+    futures: dict[Future, Hashable] = {}
+    try:
+        # The executor spawns its workers in submit(), so they are all started here.
+        with _signals_deferred(ignored_by_children=True):
+            futures = {pool.submit(task, item): item for item in items}
+        for future in as_completed(futures):
+            future.result()
+            finished(futures[future])
+    except BaseException:
+        # A second Ctrl-C must not break off the clean-up and leave workers running:
+        # signals arriving meanwhile are held until it is done.
+        with _signals_deferred(ignored_by_children=False):
+            # No future.cancel() here: the executor fails the pending futures itself once
+            # it sees its workers die (a cancelled one makes it stop half-way, in 3.11).
+            # _processes is private, but the only way to the workers before Python 3.14.
+            _stop_workers(list(pool._processes.values()))
+            pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[list[int]]:
+    """SIGTERM, like SIGINT, raises KeyboardInterrupt (once); yields the signals received.
+
+    SIGTERM's default action ends the process at once, leaving the worker processes
+    running as orphans; as an exception it goes through the benchmark's clean-up. Later
+    signals are only recorded, so that they cannot break off that clean-up. A SIGINT that
+    is ignored (a background job of a non-interactive shell) stays ignored.
+    """
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        handled.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, interrupt) for signum in handled}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_workers(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(WORKER_EXIT_GRACE_SECONDS)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+
+
+@contextlib.contextmanager
+def _signals_deferred(*, ignored_by_children: bool) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends; optionally start children ignoring SIGINT.
+
+    Workers ignore SIGINT because the parent decides what an interruption does: Ctrl-C in
+    a terminal signals the whole process group, and each worker would otherwise print a
+    traceback. Setting SIGINT to ignored while spawning makes the workers inherit that
+    from birth (an ignored signal survives exec), so even a Ctrl-C while they import
+    torch is silent. In this process the signal is blocked, not lost: Linux keeps a
+    blocked signal pending even while it is ignored, and delivers it to the restored
+    handler when the block ends. Children inherit the blocked mask too: the workers'
+    initializer unblocks both signals, and a SIGTERM sent before that waits for it.
+    """
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        # signal.signal works in the main thread only; elsewhere children keep SIGINT.
+        if ignored_by_children and threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        else:
+            yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _init_worker(initializer: Callable[[], None] | None) -> None:
+    # Spawned inside _signals_deferred: SIGINT stays ignored, SIGTERM must end the worker.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    # A spawned worker inherits "spawn" as its default start method, under which every
+    # multiprocessing lock (torchrl's storages and writers make a few per task, tqdm one)
+    # is registered with the resource tracker until it is freed; a worker terminated on
+    # an interruption then makes the tracker warn of "leaked semaphore objects". Tasks
+    # start no processes, so "fork" costs nothing here, and its locks are unlinked at once.
+    multiprocessing.set_start_method("fork", force=True)
+    if initializer is not None:
+        initializer()
