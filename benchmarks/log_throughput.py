@@ -30,9 +30,9 @@ from torchrl.data import ReplayBuffer
 import envs
 from drpo_rl.data import OfflineLogs, generate_logs
 from drpo_rl.data.behavior import BehaviorMixture
-from drpo_rl.data.dataset import StagedDataset
 from drpo_rl.data.generate import LOG_KEYS, SESSION_KEYS, _collect, _make_collector
 from drpo_rl.data.scenarios import scenario_weights
+from drpo_rl.data.staging import StagedDataset
 
 
 def _sync(device: torch.device) -> None:

@@ -162,5 +162,9 @@ class _FrozenOverrides(dict):
 
     __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
 
+    def __reduce__(self):
+        # Pickled as its items: dict's own pickling would call the refused __setitem__.
+        return (_FrozenOverrides, (self._items,))
+
     def __repr__(self) -> str:
         return repr(dict(self._items))

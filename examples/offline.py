@@ -23,7 +23,7 @@ from torchrl.record.loggers import generate_exp_name, get_logger
 import envs
 from drpo_rl.algorithms import build
 from drpo_rl.data import OfflineLogs, generate_logs
-from drpo_rl.evaluation import evaluate
+from drpo_rl.evaluation import evaluate, evaluation_env
 
 
 def main(cfg: DictConfig, algorithm: str) -> None:
@@ -51,14 +51,13 @@ def main(cfg: DictConfig, algorithm: str) -> None:
     logs_path = to_absolute_path(cfg.logs.path)
     if cfg.logs.generate:
         logs = generate_logs(
-            env_spec.name,
+            env_spec,
             cfg.logs.scenario,
             cfg.logs.num_samples,
             path=logs_path,
             seed=cfg.logs.seed,
             device=cfg.env.device,
             batch_size=cfg.replay_buffer.batch_size,
-            **env_spec.overrides,
         )
     else:
         logs = OfflineLogs(logs_path, batch_size=cfg.replay_buffer.batch_size)
@@ -87,14 +86,16 @@ def main(cfg: DictConfig, algorithm: str) -> None:
     if cfg.compile.compile:
         update = torch.compile(update, mode=cfg.compile.compile_mode)
 
+    # The evaluation's simulated users: built once, re-seeded by every evaluation.
+    eval_env = evaluation_env(env_spec, cfg.logger.eval_users, device=cfg.env.device)
+
     def evaluate_policy() -> dict[str, float]:
         return evaluate(
             algo.policy,
-            env_spec.name,
+            eval_env,
             num_users=cfg.logger.eval_users,
             device=cfg.env.device,
             seed=cfg.logger.eval_seed,
-            env_kwargs=dict(env_spec.overrides),
         )
 
     pbar = tqdm.tqdm(range(1, steps + 1), desc=variant, unit="step")

@@ -156,10 +156,9 @@ def test_a_benchmark_builds_each_env_once_and_validates_its_config_once(tmp_path
     monkeypatch.setattr(BenchmarkConfig, "validate", counted_validate)
     report = run_benchmark(tiny_config(), tmp_path, progress=False, echo=lambda s: None)
     assert len(report.ran) == 5 and len(validated) == 1
-    # generate_logs: a one-user probe and the 400-user logging env. The five runs share a
-    # one-user env (specs, oracle, behaviour) and one env per evaluation size: 300 users
-    # (final), 100 (learning curve).
-    assert built == {1: 2, 400: 1, 300: 1, 100: 1}
+    # generate_logs: the 400-user logging env. The five runs share a one-user env (specs,
+    # oracle, behaviour) and one env per evaluation size: 300 users (final), 100 (curve).
+    assert built == {1: 1, 400: 1, 300: 1, 100: 1}
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(finished, tmp_path):

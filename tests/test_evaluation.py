@@ -8,10 +8,11 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torchrl.envs import ExcludeTransform, TransformedEnv
 
-from drpo_rl.evaluation import OnlineMetrics, evaluate, oracle_policy
+from drpo_rl.evaluation import OnlineMetrics, evaluate, evaluation_env, oracle_policy
 from drpo_rl.evaluation.metrics import Z_95, first_session_mask
 from drpo_rl.evaluation.online import PRIVILEGED
 from drpo_rl.models import make_gaussian_actor
+from envs import EnvSpec
 from envs import make_env as _make_env
 
 
@@ -172,9 +173,9 @@ def test_online_metrics_cluster_interval_matches_hand_computation():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_users": 0}, "num_users must be a positive integer"),
-        ({"num_users": 10, "batch_size": 0}, "batch_size must be a positive integer"),
-        ({"num_users": 10, "max_steps": -1}, "max_steps must be a positive integer"),
+        ({"num_users": 0}, "num_users: expected an integer >= 1, got 0"),
+        ({"num_users": 10, "batch_size": 0}, "batch_size: expected an integer >= 1 or None"),
+        ({"num_users": 10, "max_steps": -1}, "max_steps: expected an integer >= 1 or None"),
         ({"num_users": 10, "device": "tpu"}, "device 'tpu' is not a device name; valid devices"),
         ({"num_users": 10, "device": "cpu:1"}, "device 'cpu:1': there is one CPU device"),
     ],
@@ -184,10 +185,26 @@ def test_bad_arguments_raise(kwargs, message):
         evaluate(constant_item_policy(0), "RecSimBanditDiscrete", **kwargs)
 
 
-def test_env_kwargs_with_an_env_instance_is_rejected():
+def test_env_overrides_with_an_env_instance_or_spec_are_rejected():
     env = make_env("RecSimBanditDiscrete", num_envs=4)
-    with pytest.raises(ValueError, match="env_kwargs only apply"):
-        evaluate(constant_item_policy(0), env, num_users=4, env_kwargs={"num_items": 5})
+    for given in (env, EnvSpec("RecSimBanditDiscrete")):
+        with pytest.raises(ValueError, match="env_overrides: only apply when env is a name"):
+            evaluate(constant_item_policy(0), given, num_users=4, env_overrides={"num_items": 5})
+
+
+def test_an_env_spec_and_its_evaluation_env_give_the_numbers_of_the_name():
+    spec = EnvSpec("RecSimBanditDiscrete", {"num_items": 30})
+    by_name = evaluate(
+        constant_item_policy(3),
+        "RecSimBanditDiscrete",
+        num_users=300,
+        seed=2,
+        env_overrides={"num_items": 30},
+    )
+    assert evaluate(constant_item_policy(3), spec, num_users=300, seed=2) == by_name
+    env = evaluation_env(spec, 300)
+    for _ in range(2):  # built once, re-seeded by each evaluation
+        assert evaluate(constant_item_policy(3), env, num_users=300, seed=2) == by_name
 
 
 def test_oracle_needs_the_privileged_oracle_item():

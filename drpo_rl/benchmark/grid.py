@@ -38,7 +38,7 @@ from drpo_rl.benchmark.presets import BenchmarkConfig
 from drpo_rl.benchmark.run import RunEnvs, checkpoint_settings, execute_run, open_logs
 from drpo_rl.benchmark.store import ResultStore, RunKey
 from drpo_rl.console import quiet_torchrl
-from drpo_rl.files import remove_temporaries
+from envs.common.files import remove_temporaries
 
 
 class BenchmarkInterrupted(KeyboardInterrupt):

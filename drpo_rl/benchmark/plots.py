@@ -2,7 +2,7 @@
 
 Figures are drawn with matplotlib's object API (``Figure`` + ``savefig``), which needs no
 GUI backend and leaves the caller's pyplot state alone. Each file is written atomically
-(:func:`drpo_rl.files.write_atomic`): an interrupted run leaves the previous figure or
+(:func:`envs.common.files.write_atomic`): an interrupted run leaves the previous figure or
 none, never a truncated one. Each function returns the path it wrote, or ``None`` when the
 records hold nothing to draw (e.g. no ``noise-<p>`` scenarios).
 """
@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from drpo_rl.benchmark.references import ORACLE, REFERENCES
 from drpo_rl.benchmark.results import summarise
 from drpo_rl.data.scenarios import noise_level
-from drpo_rl.files import write_atomic
+from envs.common.files import write_atomic
 
 
 def _save(fig: Figure, path: Path, *, dpi: int) -> None:

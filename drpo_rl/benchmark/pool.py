@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
+from envs.common.processes import stop_processes
+
 # How long a terminated worker may take to exit before it is killed (SIGTERM's default
 # action is immediate; this only matters if something in the worker catches SIGTERM).
 WORKER_EXIT_GRACE_SECONDS = 10.0
@@ -64,7 +66,7 @@ def run_in_workers(
             # No future.cancel() here: the executor fails the pending futures itself once
             # it sees its workers die (a cancelled one makes it stop half-way, in 3.11).
             # _processes is private, but the only way to the workers before Python 3.14.
-            _stop_workers(list(pool._processes.values()))
+            stop_processes(list(pool._processes.values()), grace_seconds=WORKER_EXIT_GRACE_SECONDS)
             pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
@@ -95,16 +97,6 @@ def signals_interrupt() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def _stop_workers(processes: list[multiprocessing.process.BaseProcess]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(WORKER_EXIT_GRACE_SECONDS)
-        if process.exitcode is None:
-            process.kill()
-            process.join()
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from rich.console import Console
 
 from drpo_rl.benchmark.plots import plot_all
 from drpo_rl.benchmark.results import markdown_table, render_table, write_csv, write_json
+from envs.common.files import write_atomic
 
 
 def write_report(report, *, console: Console | None = None, plots: bool = True) -> list[Path]:
@@ -18,9 +19,8 @@ def write_report(report, *, console: Console | None = None, plots: bool = True) 
     paths = [out / "results.csv", out / "results.json", out / "results.md"]
     write_csv(report.records, paths[0])
     write_json(report, paths[1])
-    tmp = paths[2].with_name(".results.md.tmp")
-    tmp.write_text(markdown_table(report.records) + "\n")
-    tmp.replace(paths[2])
+    table = markdown_table(report.records) + "\n"
+    write_atomic(paths[2], lambda tmp: tmp.write_text(table))
     if plots:
         paths += plot_all(report.records, out)
     if console is not None:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drpo_rl.benchmark.store import write_json_atomic
+from envs.common.files import write_atomic
 
 RUN_COLUMNS = ("scenario", "algorithm", "seed", "kind")
 METRIC_COLUMNS = (
@@ -59,9 +60,8 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=[*RUN_COLUMNS, *METRIC_COLUMNS, *TIMING_COLUMNS])
     writer.writeheader()
     writer.writerows(flat_rows(records))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue())
-    tmp.replace(path)
+    text = buffer.getvalue()
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(report: Any, path: Path) -> None:

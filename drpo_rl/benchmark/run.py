@@ -29,7 +29,7 @@ from drpo_rl.benchmark.references import (
 )
 from drpo_rl.benchmark.store import ResultStore, RunKey
 from drpo_rl.benchmark.training import train
-from drpo_rl.evaluation import evaluate, oracle_policy
+from drpo_rl.evaluation import evaluate, evaluation_env, oracle_policy
 
 # Evaluation users are drawn from a seed far from the logs' seed, so that the simulated
 # users a policy is scored on are not the users whose interactions it learnt from.
@@ -40,17 +40,14 @@ def open_logs(config: BenchmarkConfig, store: ResultStore, scenario: str, seed: 
     """The logs of ``scenario`` and ``seed``: generated once, then re-opened from the folder."""
     from drpo_rl.data import generate_logs
 
-    # TODO(generate_logs accepts an EnvSpec): pass config.env_spec instead of its parts.
-    spec = config.env_spec
     return generate_logs(
-        spec.name,
+        config.env_spec,
         scenario,
         config.log_samples,
         path=store.logs_path(scenario, seed),
         seed=seed,
         device=config.device,
         progress=progress,
-        **spec.overrides,
     )
 
 
@@ -70,8 +67,9 @@ class RunEnvs:
     """The environments of a config's runs, each built on first use and then reused.
 
     ``specs_env`` has one user (the policy's specs, the oracle, the behaviour policy);
-    :meth:`evaluation` has as many users per chunk as :func:`drpo_rl.evaluation.evaluate`
-    would give an env it builds from the name, so that the numbers are the same.
+    :meth:`evaluation` is the env :func:`~drpo_rl.evaluation.evaluate` would build for
+    that many users (:func:`~drpo_rl.evaluation.evaluation_env`), so that the numbers are
+    the same.
 
     Example:
         >>> from drpo_rl.benchmark.presets import PRESETS
@@ -87,17 +85,9 @@ class RunEnvs:
         self._evaluation: dict[int, Any] = {}
 
     def evaluation(self, num_users: int):
-        # evaluate()'s own chunk rule, on the one-user env in place of its probe.
-        # TODO(evaluate accepts an EnvSpec): pass self.spec and let evaluate keep the env.
-        from drpo_rl.evaluation.online import _default_chunk, _horizon, _num_items
-
-        env = self.specs_env
-        obs_dim = int(env.full_observation_spec["observation"].shape[-1])
-        steps = _horizon(env) or 1
-        chunk = _default_chunk(num_users, _num_items(env), obs_dim, steps, self.device)
-        if chunk not in self._evaluation:
-            self._evaluation[chunk] = self.spec.make(num_envs=chunk, device=self.device)
-        return self._evaluation[chunk]
+        if num_users not in self._evaluation:
+            self._evaluation[num_users] = evaluation_env(self.spec, num_users, device=self.device)
+        return self._evaluation[num_users]
 
 
 def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey, envs: RunEnvs) -> None:

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from drpo_rl.data.layout import settings_differences
-from drpo_rl.files import write_atomic
+from envs.common import files
+from envs.common.files import write_atomic, write_json
 
 SETTINGS_FILE = "benchmark.json"
 
@@ -72,7 +73,7 @@ class RunKey:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (:func:`drpo_rl.files.write_atomic`).
+    """Write ``data`` as JSON to ``path`` atomically (:func:`envs.common.files.write_atomic`).
 
     Example:
         >>> import tempfile, pathlib
@@ -82,16 +83,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
         {'x': 1}
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=True) + "\n"
-    write_atomic(path, lambda tmp: tmp.write_text(text))
+    write_json(path, data, indent=1, sort_keys=True)
 
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file, naming it in the error when it is not valid JSON."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise BenchmarkFolderError(f"{path}: not valid JSON ({error})") from error
+        return files.read_json(path)
+    except ValueError as error:
+        raise BenchmarkFolderError(str(error)) from error
 
 
 class ResultStore:

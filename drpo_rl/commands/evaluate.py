@@ -71,16 +71,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
             seed = 0 if args.seed is None else args.seed
             num_users = 10_000 if args.num_users is None else args.num_users
         start = time.perf_counter()
-        # TODO(evaluate accepts an EnvSpec): pass spec itself.
         metrics = evaluate(
             policy.to(args.device),
-            spec.name,
+            spec,
             num_users=num_users,
             device=torch.device(args.device),
             seed=seed,
             batch_size=args.batch_size,
             price=args.price,
-            env_kwargs=dict(spec.overrides),
         )
         seconds = time.perf_counter() - start
     except ValueError as error:

@@ -71,9 +71,8 @@ def generate(args: argparse.Namespace) -> int:
 
     try:
         spec = env_spec(args)
-        # TODO(generate_logs accepts an EnvSpec): pass spec itself.
         logs = generate_logs(
-            spec.name,
+            spec,
             args.scenario,
             args.num_samples,
             path=args.path,
@@ -81,7 +80,6 @@ def generate(args: argparse.Namespace) -> int:
             device=args.device,
             num_envs=args.num_envs,
             progress=not args.no_progress,
-            **spec.overrides,
         )
     except ValueError as error:
         # Bad names, sizes or a settings mismatch are the user's to fix: no traceback.

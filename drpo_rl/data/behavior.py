@@ -38,7 +38,9 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
+from drpo_rl.data.layout import BEHAVIOR_AGENT_KEY, BEHAVIOR_LOG_PROB_KEY
 from envs import chunks
+from envs.common.checks import check_int
 
 __all__ = [
     "AGENT_IDS",
@@ -261,7 +263,7 @@ class BehaviorAgent(TensorDictModuleBase):
     name: str = ""
     agent_id: int = -1
     in_keys = ["observation"]
-    out_keys = ["action", "behavior_log_prob", "behavior_agent"]
+    out_keys = ["action", BEHAVIOR_LOG_PROB_KEY, BEHAVIOR_AGENT_KEY]
 
     def __init__(
         self,
@@ -480,10 +482,7 @@ class SuboptimalPolicy(BehaviorAgent):
 
     def __init__(self, env: Any, *, shortlist: int | None = None, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)
-        if shortlist is not None and not (
-            isinstance(shortlist, int) and not isinstance(shortlist, bool) and shortlist >= 1
-        ):
-            raise ValueError(f"shortlist: expected None or an integer >= 1, got {shortlist!r}")
+        check_int("shortlist", shortlist, optional=True)
         self.shortlist = None if shortlist is None else min(shortlist, self.num_items)
 
     def distribution(self) -> ItemDistribution:
@@ -677,8 +676,8 @@ def _emit(
         log_probs=dist.log_probs,
     )
     tensordict.set("action", action)
-    tensordict.set("behavior_log_prob", log_prob.to(torch.float32))
-    tensordict.set("behavior_agent", agent.to(torch.int64))
+    tensordict.set(BEHAVIOR_LOG_PROB_KEY, log_prob.to(torch.float32))
+    tensordict.set(BEHAVIOR_AGENT_KEY, agent.to(torch.int64))
     return tensordict
 
 

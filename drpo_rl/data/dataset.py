@@ -43,9 +43,7 @@ from drpo_rl.data.layout import (
 )
 from drpo_rl.data.staging import StagedDataset
 
-# StagedDataset is re-exported for drpo_rl.data.generate and benchmarks/log_throughput.py,
-# which import it from here.
-__all__ = ["FORMAT_VERSION", "OfflineLogs", "StagedDataset"]
+__all__ = ["FORMAT_VERSION", "OfflineLogs"]
 
 
 class OfflineLogs(BaseDatasetExperienceReplay):

@@ -28,9 +28,12 @@ from torchrl.data import ReplayBuffer
 from tqdm.auto import tqdm
 
 from drpo_rl.data.behavior import BehaviorMixture
-from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs, StagedDataset
+from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs
+from drpo_rl.data.layout import BEHAVIOR_AGENT_KEY, BEHAVIOR_LOG_PROB_KEY, settings_differences
 from drpo_rl.data.scenarios import scenario_name, scenario_weights
+from drpo_rl.data.staging import StagedDataset
 from envs import EnvSpec
+from envs.common.checks import check_int, fail, is_int
 from envs.devices import check_device
 
 __all__ = ["LOG_KEYS", "SESSION_KEYS", "generate_logs"]
@@ -40,8 +43,8 @@ __all__ = ["LOG_KEYS", "SESSION_KEYS", "generate_logs"]
 LOG_KEYS = (
     "observation",
     "action",
-    "behavior_log_prob",
-    "behavior_agent",
+    BEHAVIOR_LOG_PROB_KEY,
+    BEHAVIOR_AGENT_KEY,
     ("next", "observation"),
     ("next", "reward"),
     ("next", "done"),
@@ -124,14 +127,11 @@ def generate_logs(
         {'name': 'medium', 'weights': {'expert': 0.1, 'suboptimal': 0.6, 'random': 0.3}}
     """
     # Every argument is checked here, before an env is built or a file written.
-    if not _is_int(num_samples) or num_samples < 1:
-        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
-    if not _is_int(seed):
-        raise ValueError(f"seed: expected an integer, got {seed!r}")
-    if num_envs is not None and (not _is_int(num_envs) or num_envs < 1):
-        raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
-    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
-        raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
+    check_int("num_samples", num_samples)
+    if not is_int(seed):
+        fail("seed", "an integer", seed)
+    check_int("num_envs", num_envs, optional=True)
+    check_int("batch_size", batch_size, optional=True)
     weights = scenario_weights(scenario)
     device = check_device(device)
     spec = env_name if isinstance(env_name, EnvSpec) else EnvSpec(env_name, env_overrides)
@@ -240,10 +240,6 @@ def _resolve_num_envs(num_envs: int | None, num_samples: int, session: bool) -> 
     return num_envs
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _derived_seeds(seed: int) -> tuple[int, int]:
     """Two independent seeds from one: the env's and the behaviour's streams."""
     generator = torch.Generator().manual_seed(seed)
@@ -254,23 +250,12 @@ def _derived_seeds(seed: int) -> tuple[int, int]:
 def _check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[str, Any]) -> None:
     differences = []
     for field in _IDENTITY_FIELDS:
-        differences += _diff(field, stored.get(field), request[field])
+        differences += settings_differences(stored.get(field), request[field], f"{field}.")
     if differences:
         raise ValueError(
             f"logs at {path} were generated with other settings; delete the folder or choose "
             "another path. Differences: " + "; ".join(differences)
         )
-
-
-def _diff(prefix: str, stored: Any, requested: Any) -> list[str]:
-    if isinstance(stored, dict) and isinstance(requested, dict):
-        out = []
-        for key in sorted(set(stored) | set(requested), key=str):
-            out += _diff(f"{prefix}.{key}", stored.get(key), requested.get(key))
-        return out
-    if stored != requested:
-        return [f"{prefix}: stored {stored!r}, requested {requested!r}"]
-    return []
 
 
 def _to_json(value: Any) -> Any:

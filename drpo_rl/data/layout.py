@@ -25,6 +25,7 @@ from tensordict import NonTensorData, TensorDictBase, is_tensor_collection
 # must name exactly the files that tensordict's own load_memmap then opens.
 from tensordict._utils_key_json import _encode_key_for_filesystem
 
+from envs.common.files import read_json
 from envs.ratings import TableError
 
 #: Keys of a logged interaction that are the suite's own (the others are TorchRL's:
@@ -82,7 +83,7 @@ def read_metadata(root: Path) -> dict[str, Any]:
             f"{root} holds no complete dataset (no {COMPLETE_MARKER} marker): it was never "
             "written by OfflineLogs or its write was interrupted"
         )
-    metadata = _read_json(root / METADATA_FILE)
+    metadata = read_json(root / METADATA_FILE)
     if not isinstance(metadata, dict):
         raise ValueError(
             f"{root / METADATA_FILE}: expected a JSON object, got a {type(metadata).__name__}"
@@ -96,14 +97,6 @@ def read_metadata(root: Path) -> dict[str, Any]:
     return metadata
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        raise ValueError(f"{path}: not a JSON document ({err})") from err
-
-
 def check_storage_folder(folder: Path) -> None:
     """Refuses a storage folder holding anything but a TensorDict of plain tensors.
 
@@ -115,7 +108,7 @@ def check_storage_folder(folder: Path) -> None:
     """
     if not folder.is_dir():
         raise ValueError(f"{folder}: the storage folder is missing")
-    index = _read_json(folder / _TORCHRL_META) if (folder / _TORCHRL_META).is_file() else None
+    index = read_json(folder / _TORCHRL_META) if (folder / _TORCHRL_META).is_file() else None
     if not isinstance(index, dict) or index.get("is_pytree") is not False:
         raise ValueError(
             f"{folder / _TORCHRL_META}: expected TorchRL's index of a TensorDict storage "
@@ -128,7 +121,7 @@ def _check_tensordict_folder(folder: Path, extra_files: tuple[str, ...] = ()) ->
     meta_path = folder / _TENSORDICT_META
     if not meta_path.is_file():
         raise ValueError(f"{meta_path}: missing; {folder} is not a TensorDict folder")
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     if not isinstance(meta, dict) or meta.get("_type") != _TENSORDICT_TYPE:
         found = meta.get("_type") if isinstance(meta, dict) else meta
         raise ValueError(

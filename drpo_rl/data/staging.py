@@ -28,8 +28,8 @@ from drpo_rl.data.layout import (
     STORAGE_DIR,
     refuse_non_finite,
 )
-from drpo_rl.files import fsync_path, fsync_tree, write_atomic
-from envs.processes import process_alive
+from envs.common.files import fsync_path, fsync_tree, write_atomic
+from envs.common.processes import process_alive
 
 __all__ = ["StagedDataset"]
 

@@ -1,7 +1,7 @@
 """Online evaluation of policies against simulated users, through TorchRL collectors.
 
 The public names load on first use, so that building the ``drpo-rl`` command line (which
-imports :mod:`drpo_rl.evaluation.command`) does not import torch.
+imports :mod:`drpo_rl.commands.evaluate`) does not import torch.
 
 Example:
     >>> from drpo_rl.evaluation import evaluate, oracle_policy
@@ -15,6 +15,7 @@ import importlib
 
 _EXPORTS = {
     "evaluate": "drpo_rl.evaluation.online",
+    "evaluation_env": "drpo_rl.evaluation.online",
     "OnlineMetrics": "drpo_rl.evaluation.metrics",
     "OraclePolicy": "drpo_rl.evaluation.reference",
     "oracle_policy": "drpo_rl.evaluation.reference",

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from drpo_rl.evaluation.metrics import OnlineMetrics
 from envs import EnvSpec
+from envs.common.checks import check_int
 from envs.devices import check_device
 from envs.dynamics import observation_layout
 
@@ -80,8 +81,35 @@ def _default_chunk(num_users: int, obs_dim: int, steps: int, device) -> int:
     return math.ceil(num_users / math.ceil(num_users / cap))
 
 
-def _make_env(spec, num_envs: int, device, seed: int):
-    return spec.make(num_envs=num_envs, device=device, seed=seed, privileged=PRIVILEGED)
+def evaluation_env(
+    env: str | EnvSpec,
+    num_users: int,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    batch_size: int | None = None,
+    max_steps: int | None = None,
+) -> EnvBase:
+    """The env :func:`evaluate` builds for ``env`` (a name or an :class:`envs.EnvSpec`).
+
+    ``batch_size`` users per chunk (default: as many of the ``num_users`` as fit a memory
+    budget for ``max_steps`` steps, the session length by default), on ``device``, with the
+    privileged outputs :data:`PRIVILEGED`. Build it once and pass it to :func:`evaluate`
+    to score several policies on the same users without rebuilding it.
+
+    Example:
+        >>> env = evaluation_env("UserSession", 1000)
+        >>> env.batch_size, sorted(env.privileged)
+        (torch.Size([1000]), ['latent_reward', 'oracle'])
+    """
+    spec = env if isinstance(env, EnvSpec) else EnvSpec(env)
+    if batch_size is None:
+        dynamics = spec.config.dynamics()
+        layout = observation_layout(spec.config.embedding_dim, dynamics)
+        obs_dim = max(part.stop for part in layout.values())
+        steps = max_steps or dynamics.max_length
+        batch_size = _default_chunk(num_users, obs_dim, steps, check_device(device))
+    return spec.make(num_envs=batch_size, device=device, seed=seed, privileged=PRIVILEGED)
 
 
 def _bound_to(policy, env):
@@ -105,7 +133,7 @@ def evaluate(
     batch_size: int | None = None,
     price: float = 5.0,
     max_steps: int | None = None,
-    env_kwargs: Mapping[str, Any] | None = None,
+    env_overrides: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> dict[str, float | int]:
     """Roll ``policy`` deterministically through simulated users and return online metrics.
@@ -128,7 +156,8 @@ def evaluate(
         price: eCPM per unit of reward (the paper reports eCPM = 5 x reward).
         max_steps: steps rolled per user; default: the env config's session length
             (1 for the bandits). A session still running after it counts as truncated.
-        env_kwargs: config overrides passed to :func:`envs.make_env`.
+        env_overrides: config overrides of the env named by ``env`` (see
+            :class:`envs.EnvSpec`).
         progress: show a progress bar over chunks.
 
     Returns:
@@ -151,38 +180,27 @@ def evaluate(
         >>> metrics["hit_rate"], metrics["regret"] < 1e-6
         (1.0, True)
     """
-    if not isinstance(num_users, int) or isinstance(num_users, bool) or num_users < 1:
-        raise ValueError(f"num_users must be a positive integer, got {num_users!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-        raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+    check_int("num_users", num_users)
+    check_int("batch_size", batch_size, optional=True)
+    check_int("max_steps", max_steps, optional=True)
     device = check_device(device)
-    env_kwargs = dict(env_kwargs or {})
-
-    if isinstance(env, (str, EnvSpec)):
-        if isinstance(env, str):
-            env = EnvSpec(env, env_kwargs)
-        elif env_kwargs:
-            raise ValueError("env_kwargs only apply when env is a name, not an EnvSpec")
-        config = env.config
-        steps = max_steps or config.dynamics().max_length
-        obs_dim = max(
-            part.stop
-            for part in observation_layout(config.embedding_dim, config.dynamics()).values()
+    if isinstance(env, str):
+        env = EnvSpec(env, env_overrides or {})
+    elif env_overrides:
+        raise ValueError(
+            "env_overrides: only apply when env is a name, not an EnvSpec or an env instance"
         )
-        chunk = batch_size or _default_chunk(num_users, obs_dim, steps, device)
-        env = _make_env(env, chunk, device, seed)
-    else:
-        if env_kwargs:
-            raise ValueError("env_kwargs only apply when env is a name, not an env instance")
-        if len(env.batch_size) != 1:
-            raise ValueError(
-                f"env must have a one-dimensional batch size [users], got {tuple(env.batch_size)}"
-            )
-        steps = max_steps or _horizon(env) or 1
-        chunk = int(env.batch_size[0])
-        env.set_seed(seed)
+    if isinstance(env, EnvSpec):
+        env = evaluation_env(
+            env, num_users, device=device, seed=seed, batch_size=batch_size, max_steps=max_steps
+        )
+    if len(env.batch_size) != 1:
+        raise ValueError(
+            f"env: expected a one-dimensional batch size [users], got {tuple(env.batch_size)}"
+        )
+    steps = max_steps or _horizon(env) or 1
+    chunk = int(env.batch_size[0])
+    env.set_seed(seed)
 
     metrics = OnlineMetrics(
         num_items=_num_items(env),

@@ -94,7 +94,7 @@ def main(cfg: DictConfig) -> None:
             num_users=cfg.logger.eval_users,
             device=device,
             seed=cfg.logger.eval_seed,
-            env_kwargs=env_config,
+            env_overrides=env_config,
         )
 
     frames = 0

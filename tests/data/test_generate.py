@@ -231,7 +231,7 @@ def test_bad_arguments_raise_before_anything_is_written(tmp_path):
     [
         ({"batch_size": -5}, "batch_size: expected an integer >= 1 or None, got -5"),
         ({"batch_size": True}, "batch_size: expected an integer >= 1 or None, got True"),
-        ({"num_envs": 0}, "num_envs: expected an integer >= 1, got 0"),
+        ({"num_envs": 0}, "num_envs: expected an integer >= 1 or None, got 0"),
         ({"seed": 1.5}, "seed: expected an integer, got 1.5"),
         ({"device": "tpu"}, "device 'tpu' is not a device name; valid devices here: cpu"),
         ({"device": "cpu:3"}, "device 'cpu:3': there is one CPU device, 'cpu'"),

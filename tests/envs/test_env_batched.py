@@ -92,3 +92,14 @@ def test_same_seed_same_rollout_different_seed_differs():
     assert (a == b).all()
     assert not torch.equal(a["observation"], c["observation"])
     assert not torch.equal(a["next", "reward"], c["next", "reward"])
+
+
+def test_env_spec_pickles_for_worker_processes():
+    import pickle
+
+    from envs import EnvSpec
+
+    spec = EnvSpec("UserSession", {"max_length": 3, "mixture_weights": [1.0] * 8})
+    again = pickle.loads(pickle.dumps(spec))
+    assert again == spec and hash(again) == hash(spec)
+    assert again.make(num_envs=2, seed=0).config.max_length == 3

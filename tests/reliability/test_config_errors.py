@@ -131,7 +131,7 @@ def _generate(path, **changes):
             r"unknown scenario 'mediocre'; valid scenarios: \['clean', 'medium'",
         ),
         ({"num_samples": -5}, "num_samples: expected an integer >= 1, got -5"),
-        ({"num_envs": -2}, "num_envs: expected an integer >= 1, got -2"),
+        ({"num_envs": -2}, "num_envs: expected an integer >= 1 or None, got -2"),
         ({"device": "cpu:7"}, "device 'cpu:7'.*" + VALID_LISTING),
         *(
             [({"device": "cuda"}, "device 'cuda'.*" + VALID_LISTING)]
@@ -170,9 +170,9 @@ def _policy():
     ("kwargs", "message"),
     [
         ({"env": "Nope"}, r"unknown environment 'Nope'; valid names: \['RecSimBandit'"),
-        ({"num_users": -1}, "num_users must be a positive integer, got -1"),
-        ({"batch_size": -4}, "batch_size must be a positive integer or None, got -4"),
-        ({"max_steps": 0}, "max_steps must be a positive integer or None, got 0"),
+        ({"num_users": -1}, "num_users: expected an integer >= 1, got -1"),
+        ({"batch_size": -4}, "batch_size: expected an integer >= 1 or None, got -4"),
+        ({"max_steps": 0}, "max_steps: expected an integer >= 1 or None, got 0"),
         ({"device": "cpu:7"}, "device 'cpu:7'.*" + VALID_LISTING),
         *(
             [({"device": "cuda"}, "device 'cuda'.*" + VALID_LISTING)]
@@ -183,11 +183,11 @@ def _policy():
     ids=lambda v: str(v)[:30],
 )
 def test_evaluate_refuses_bad_settings(kwargs, message):
-    args = {"env": ENV, "num_users": 8, "env_kwargs": SMALL, **kwargs}
+    args = {"env": ENV, "num_users": 8, "env_overrides": SMALL, **kwargs}
     with pytest.raises(ValueError, match=message):
         evaluate(_policy(), args.pop("env"), **args)
 
 
 def test_evaluate_refuses_an_unknown_device_type_with_a_value_error():
     with pytest.raises(ValueError, match="device 'tpu'.*" + VALID_LISTING):
-        evaluate(_policy(), ENV, num_users=8, device="tpu", env_kwargs=SMALL)
+        evaluate(_policy(), ENV, num_users=8, device="tpu", env_overrides=SMALL)

@@ -121,7 +121,9 @@ def test_write_atomic_fsyncs_before_the_rename_and_keeps_the_old_file_on_error(
 def test_store_writers_use_the_shared_writer(tmp_path, monkeypatch):
     used = []
     real = files.write_atomic
-    monkeypatch.setattr(store, "write_atomic", lambda p, w: (used.append(Path(p).name), real(p, w)))
+    spy = lambda p, w: (used.append(Path(p).name), real(p, w))  # noqa: E731
+    monkeypatch.setattr(store, "write_atomic", spy)  # torch files
+    monkeypatch.setattr(files, "write_atomic", spy)  # JSON, through files.write_json
     key = store.RunKey("medium", "bc", 0)
     results = store.ResultStore(tmp_path)
     results.save_policy(key, {"w": torch.ones(2)})

@@ -45,6 +45,7 @@ import torch
 from tensordict import TensorDict
 
 from drpo_rl.data.dataset import OfflineLogs
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
 from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from envs.common.checks import check_choice, check_int
@@ -197,7 +198,7 @@ def parse_obd(
         {
             "observation": observation,
             "action": action,
-            "behavior_log_prob": torch.from_numpy(np.log(propensity).astype(np.float32)),
+            BEHAVIOR_LOG_PROB_KEY: torch.from_numpy(np.log(propensity).astype(np.float32)),
             "position": torch.tensor(position),
             "timestamp": torch.from_numpy(seconds.astype(np.float64)),
             ("next", "observation"): observation.clone(),

@@ -12,6 +12,7 @@ from typing import Any
 from tensordict import TensorDict
 
 from drpo_rl.data.dataset import OfflineLogs
+from drpo_rl.data.layout import settings_differences
 
 __all__ = ["ParsedLogs", "open_or_write"]
 
@@ -68,7 +69,7 @@ def open_or_write(
         if stored != request:
             raise ValueError(
                 f"{out} holds logs loaded with other settings; "
-                + "; ".join(_differences(stored or {}, request))
+                + "; ".join(settings_differences(stored or {}, request))
                 + " (choose another out= or delete the folder)"
             )
         return logs
@@ -76,14 +77,3 @@ def open_or_write(
     return OfflineLogs.from_tensordict(
         parsed.data, Path(out), {**parsed.metadata, "request": request}, **buffer_kwargs
     )
-
-
-def _differences(stored: Mapping, wanted: Mapping, prefix: str = "") -> list[str]:
-    found = []
-    for key in sorted(set(stored) | set(wanted), key=str):
-        a, b = stored.get(key), wanted.get(key)
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            found += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            found.append(f"{prefix}{key}: stored {a!r}, requested {b!r}")
-    return found
