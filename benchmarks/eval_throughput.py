@@ -1,9 +1,10 @@
 """Online-evaluation throughput: simulated users per second of ``evaluate()`` (not a test).
 
 For each user count, ``drpo_rl.evaluation.evaluate`` (TorchRL Collector, deterministic
-policy, streaming metrics, chunks of ``--batch-size`` users) is timed against bare stepping
-of the same env, policy and chunk size in a plain loop (reset, policy, ``env.step``; no
-collector, no metrics). Ratio = evaluate / bare: the share of the env's own speed the
+policy, streaming metrics, chunks of ``--batch-size`` users) on its evaluation env (built
+once, as the benchmark does: ``evaluation_env``, with the privileged oracle per step) is
+timed against bare stepping of the same env, policy and chunk size in a plain loop
+(reset, policy, ``env.step``; no collector, no metrics). Ratio = evaluate / bare: the share of the env's own speed the
 evaluation keeps (1.0 = no overhead).
 
 The policy is a fresh Gaussian actor over item embeddings (the paper's policy form, 128
@@ -25,8 +26,7 @@ import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 import envs
-from drpo_rl.evaluation import evaluate
-from drpo_rl.evaluation.online import _default_chunk
+from drpo_rl.evaluation import evaluate, evaluation_env
 from drpo_rl.models import make_actor
 
 
@@ -36,8 +36,9 @@ def _sync(device: torch.device) -> None:
 
 
 def bare_users_per_second(policy, args, num_users: int, chunk: int) -> float:
-    """Users/s of reset + policy + env.step in a plain loop, ``chunk`` users at a time."""
-    env = envs.make_env(args.env, num_envs=chunk, device=args.device, seed=0)
+    """Users/s of reset + policy + env.step in a plain loop, ``chunk`` users at a time, on
+    the env evaluate() uses (with its privileged outputs: the oracle per step)."""
+    env = evaluation_env(args.env, num_users, device=args.device, batch_size=chunk)
     rounds = -(-num_users // chunk)
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
         env.step(policy(env.reset()))  # warm-up
@@ -50,20 +51,20 @@ def bare_users_per_second(policy, args, num_users: int, chunk: int) -> float:
 
 
 def evaluate_users_per_second(policy, args, num_users: int, chunk: int) -> tuple[float, dict]:
+    """Users/s of evaluate() on its env, built once beforehand (as the benchmark does)."""
     device = torch.device(args.device)
-    evaluate(policy, args.env, num_users=chunk, device=device, batch_size=chunk)  # warm-up
+    env = evaluation_env(args.env, num_users, device=device, batch_size=chunk)
+    evaluate(policy, env, num_users=chunk, device=device)  # warm-up
     _sync(device)
     start = time.perf_counter()
-    metrics = evaluate(policy, args.env, num_users=num_users, device=device, batch_size=chunk)
+    metrics = evaluate(policy, env, num_users=num_users, device=device)
     _sync(device)
     return num_users / (time.perf_counter() - start), metrics
 
 
 def _default_chunk_for(args, num_users: int) -> int:
     """The chunk size evaluate() picks by itself for this env, device and user count."""
-    env = envs.make_env(args.env, device=args.device)
-    obs_dim = env.observation_spec["observation"].shape[-1]
-    return _default_chunk(num_users, env.config.num_items, obs_dim, 1, args.device)
+    return int(evaluation_env(args.env, num_users, device=args.device).batch_size[0])
 
 
 def main() -> None:

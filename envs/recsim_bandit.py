@@ -76,9 +76,12 @@ class RecSimBandit(SimulatedUsersEnv):
 
     ## Arguments
 
-    `RecSimBandit(config=None, *, num_envs=1, device="cpu", seed=None)`, or
-    `envs.make_env("RecSimBandit", num_envs=..., device=..., seed=..., **fields)` where the
-    fields are those of `RecSimConfig`:
+    `RecSimBandit(config=None, *, num_envs=1, device="cpu", seed=None, privileged=(),
+    chunk_size=None)`, or `envs.make_env("RecSimBandit", num_envs=..., device=...,
+    seed=..., privileged=..., chunk_size=..., **fields)`. `privileged` names the
+    privileged keys to add to the outputs (see above); `chunk_size` is the number of items
+    per chunk of the decode and the privileged queries (default: as many as fit 64 MiB of
+    float32 scores for `num_envs` users). The fields are those of `RecSimConfig`:
 
     | Parameter           | Type               | Default     | Description                    |
     |---------------------|--------------------|-------------|--------------------------------|
@@ -94,7 +97,8 @@ class RecSimBandit(SimulatedUsersEnv):
     | `delta`             | float              | 0.5         | width of the reward kernel     |
     | `reward_noise`      | float              | 0.1         | std of the reward noise        |
     | `observation_noise` | float              | 0.1         | std of the observation offset  |
-    | `action_type`       | str                | "embedding" | "embedding" or "item"          |
+    | `action_type`       | str                | "embedding" | a kind of `envs.actions`:      |
+    |                     |                    |             | "embedding" or "item"          |
 
     `seed` seeds a `torch.Generator` on `env.device` (also `env.set_seed(seed)`); the same
     seed gives the same users, rewards and observations.
