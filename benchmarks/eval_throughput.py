@@ -4,8 +4,8 @@ For each user count, ``drpo_rl.evaluation.evaluate`` (TorchRL Collector, determi
 policy, streaming metrics, chunks of ``--batch-size`` users) on its evaluation env (built
 once, as the benchmark does: ``evaluation_env``, with the privileged oracle per step) is
 timed against bare stepping of the same env, policy and chunk size in a plain loop
-(reset, policy, ``env.step``; no collector, no metrics). Ratio = evaluate / bare: the share of the env's own speed the
-evaluation keeps (1.0 = no overhead).
+(reset, policy, ``env.step``; no collector, no metrics). Ratio = evaluate / bare: the
+share of the env's own speed the evaluation keeps (1.0 = no overhead).
 
 The policy is a fresh Gaussian actor over item embeddings (the paper's policy form, 128
 units, 2 layers) on ``RecSimBandit``, or an item-id categorical actor with

@@ -18,6 +18,12 @@ Cases:
   dataset (RandomSampler over all N rows).
 - ``eval-N``: ``evaluate`` of a Gaussian actor (128 units, 2 layers; embedding action) on
   N simulated users of ``RecSimBandit`` on the CPU, default chunking.
+- ``cell``: one cell of the default benchmark (``medium``, ``drpo``, seed 0: 20k logged
+  rows of ``RecSimBandit``, 200 updates, learning-curve and final evaluations).
+
+``--items`` runs every case for each catalogue size (``num_items``) and prints, per case,
+the ratio of its time and peak anonymous memory to those of the first size: what a larger
+catalogue costs beyond its items x d embeddings.
 
 Printed: each case's peaks, the ratio to the baseline, and for two log sizes the slope of
 peak memory per million rows (what the rows cost in RAM).
@@ -33,6 +39,7 @@ Usage::
 
     python benchmarks/memory.py                                   # 1M and 10M rows, 1M users
     python benchmarks/memory.py --log-rows 1000000 4000000 --eval-users 1000000
+    python benchmarks/memory.py --items 100 100000 --log-rows 1000000 --eval-users 100000 --cell
 """
 
 from __future__ import annotations
@@ -98,14 +105,15 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
         import drpo_rl.data  # noqa: F401  (the imports every other case pays)
         import drpo_rl.evaluation.online  # noqa: F401
 
-        envs.make_env(args.env, num_envs=1, seed=0)
+        envs.make_env(args.env, num_envs=1, seed=0, num_items=args.num_items)
     elif case.startswith("logs-"):
         from drpo_rl.data import OfflineLogs, generate_logs
 
         rows = int(case.split("-", 1)[1])
         root = Path(tempfile.mkdtemp(prefix="drpo_memory_", dir=args.tmp))
         try:
-            generate_logs(args.env, "medium", rows, path=root / "logs", seed=0, progress=False)
+            spec = envs.EnvSpec(args.env, {"num_items": args.num_items})
+            generate_logs(spec, "medium", rows, path=root / "logs", seed=0, progress=False)
             generated = time.perf_counter()
             logs = OfflineLogs(root / "logs", batch_size=SAMPLE_BATCH)
             checksum = 0.0
@@ -126,12 +134,28 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
         from drpo_rl.models import make_actor
 
         users = int(case.split("-", 1)[1])
-        env = envs.make_env("RecSimBandit", num_envs=1, seed=0)
-        policy = make_actor(env)
-        metrics = evaluate(policy, "RecSimBandit", num_users=users, seed=0)
+        spec = envs.EnvSpec("RecSimBandit", {"num_items": args.num_items})
+        policy = make_actor(spec.make(seed=0))
+        metrics = evaluate(policy, spec, num_users=users, seed=0)
         details = {"users": metrics["num_users"], "reward": metrics["reward"]}
+    elif case == "cell":
+        from drpo_rl.benchmark import make_config, run_benchmark
+
+        config = make_config(
+            algorithms=("drpo",),
+            scenarios=("medium",),
+            seeds=(0,),
+            references=(),
+            env_overrides={"num_items": args.num_items},
+        )
+        root = Path(tempfile.mkdtemp(prefix="drpo_memory_", dir=args.tmp))
+        try:
+            report = run_benchmark(config, root, progress=False, echo=lambda *a: None)
+            details = {"reward": report.records[0]["metrics"]["reward"]}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     else:
-        raise ValueError(f"unknown case {case!r}; valid: baseline, logs-<rows>, eval-<users>")
+        raise ValueError(f"unknown case {case!r}; valid: baseline, logs-<rows>, eval-<users>, cell")
     details["seconds"] = time.perf_counter() - start
     details["peak_anon_mib"] = sampler.stop() / 1024
     details["peak_rss_mib"] = _status_kib("VmHWM") / 1024
@@ -151,6 +175,8 @@ def run_child(case: str, args: argparse.Namespace) -> dict:
         str(args.sample_batches),
         "--threads",
         str(args.threads),
+        "--num-items",
+        str(args.num_items),
     ]
     if args.tmp:
         command += ["--tmp", args.tmp]
@@ -174,6 +200,9 @@ def main() -> None:
     parser.add_argument("--sample-batches", type=int, default=100)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tmp", default=None, help="folder for the temporary datasets")
+    parser.add_argument("--items", type=int, nargs="+", default=[100], help="catalogue sizes")
+    parser.add_argument("--cell", action="store_true", help="also one default benchmark cell")
+    parser.add_argument("--num-items", type=int, default=100, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case, args)))
@@ -182,7 +211,24 @@ def main() -> None:
     # Shortest first: the long log cases come last.
     cases = ["baseline"]
     cases += [f"eval-{n}" for n in args.eval_users]
+    cases += ["cell"] if args.cell else []
     cases += [f"logs-{n}" for n in sorted(args.log_rows)]
+    first: dict[str, dict] = {}
+    for items in args.items:
+        args.num_items = items
+        print(f"== num_items={items:,}")
+        reports = _run_cases(cases, args)
+        for case, report in reports.items():
+            reference = first.setdefault(case, report)
+            if reference is not report:
+                print(
+                    f"{case:>16}: x{report['seconds'] / reference['seconds']:.2f} time, "
+                    f"x{report['peak_anon_mib'] / reference['peak_anon_mib']:.2f} peak "
+                    f"anonymous memory of num_items={args.items[0]:,}"
+                )
+
+
+def _run_cases(cases: list[str], args: argparse.Namespace) -> dict[str, dict]:
     reports = {}
     for case in cases:
         reports[case] = report = run_child(case, args)
@@ -209,6 +255,7 @@ def main() -> None:
             f"MiB per million rows; dataset on disk "
             f"{(r1['disk_mib'] - r0['disk_mib']) * per_million:.1f} MiB per million rows"
         )
+    return reports
 
 
 if __name__ == "__main__":

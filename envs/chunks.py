@@ -18,8 +18,10 @@ from envs.common.checks import check_int
 #: A score function: the scores [B, len(items)] of the items `items` (a slice of ids).
 Scores = Callable[[slice], torch.Tensor]
 
-#: Bytes one chunk of float32 scores may take when no chunk size is given.
-CHUNK_BYTES = 64 * 2**20
+#: Bytes one chunk of float32 scores may take when no chunk size is given (a behaviour
+#: mixture holds a few such blocks at once; 16 MiB keeps one matrix product per chunk
+#: large enough to run at full speed).
+CHUNK_BYTES = 16 * 2**20
 
 
 def default_chunk_size(num_users: int, num_items: int) -> int:
@@ -27,7 +29,7 @@ def default_chunk_size(num_users: int, num_items: int) -> int:
 
     Example:
         >>> default_chunk_size(4096, 1_000_000), default_chunk_size(4096, 100)
-        (4096, 100)
+        (1024, 100)
     """
     return max(1, min(num_items, CHUNK_BYTES // (4 * max(num_users, 1))))
 

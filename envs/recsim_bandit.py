@@ -80,7 +80,7 @@ class RecSimBandit(SimulatedUsersEnv):
     chunk_size=None)`, or `envs.make_env("RecSimBandit", num_envs=..., device=...,
     seed=..., privileged=..., chunk_size=..., **fields)`. `privileged` names the
     privileged keys to add to the outputs (see above); `chunk_size` is the number of items
-    per chunk of the decode and the privileged queries (default: as many as fit 64 MiB of
+    per chunk of the decode and the privileged queries (default: as many as fit 16 MiB of
     float32 scores for `num_envs` users). The fields are those of `RecSimConfig`:
 
     | Parameter           | Type               | Default     | Description                    |
