@@ -9,6 +9,7 @@ chunk, and the result equals the one-table computation for every chunk size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -92,6 +93,19 @@ def topk(
     return values, indices
 
 
+def logsumexp_by_chunk(score: Scores, num_items: int, chunk_size: int) -> torch.Tensor:
+    """log sum_i exp(score_i) within each chunk of items: [B, number of chunks].
+
+    Example:
+        >>> import torch
+        >>> table = torch.log(torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]]))
+        >>> logsumexp_by_chunk(lambda items: table[:, items], 5, 2).exp().round().tolist()
+        [[3.0, 7.0, 5.0]]
+    """
+    parts = [torch.logsumexp(score(items), dim=-1) for items in item_chunks(num_items, chunk_size)]
+    return torch.stack(parts, dim=-1)
+
+
 def logsumexp(score: Scores, num_items: int, chunk_size: int) -> torch.Tensor:
     """log sum_i exp(score_i) over the catalogue: [B] (running max, no overflow).
 
@@ -127,17 +141,70 @@ def sample(
     """
     below = torch.zeros_like(uniform)
     chosen = torch.full(uniform.shape, -1, dtype=torch.int64, device=uniform.device)
-    last_positive = torch.zeros_like(chosen)
+    # Start of the last chunk holding any probability, for the rare draw beyond the total.
+    last_with_mass = torch.zeros_like(chosen)
+    point = uniform.unsqueeze(-1)
     for items in item_chunks(num_items, chunk_size):
-        probs = log_prob(items).exp()
-        cdf = below.unsqueeze(-1) + probs.cumsum(-1)
-        inside = torch.searchsorted(cdf, uniform.unsqueeze(-1), right=True).squeeze(-1)
-        found = (chosen < 0) & (inside < probs.shape[-1])
-        chosen = torch.where(found, inside + items.start, chosen)
-        positive = (probs > 0).any(-1)
-        last = probs.shape[-1] - 1 - (probs > 0).flip(-1).to(torch.int8).argmax(-1)
-        last_positive = torch.where(positive, last + items.start, last_positive)
-        below = cdf[:, -1]
-    # searchsorted(right=True) skips the flat steps of zero-probability items, so a found
-    # item always has positive probability.
-    return torch.where(chosen < 0, last_positive, chosen)
+        cdf = log_prob(items).exp().cumsum_(-1).add_(below.unsqueeze(-1))
+        inside = torch.searchsorted(cdf, point, right=True).squeeze(-1)
+        # searchsorted(right=True) skips the flat steps of zero-probability items, so a
+        # found item always has positive probability.
+        chosen = torch.where((chosen < 0) & (inside < cdf.shape[-1]), inside + items.start, chosen)
+        total = cdf[:, -1]
+        last_with_mass = torch.where(total > below, items.start, last_with_mass)
+        below = total
+    missing = chosen < 0
+    if bool(missing.any()):
+        for start in last_with_mass[missing].unique().tolist():
+            items = slice(start, min(start + chunk_size, num_items))
+            positive = log_prob(items) > -math.inf
+            last = positive.shape[-1] - 1 - positive.flip(-1).to(torch.int8).argmax(-1)
+            chosen = torch.where(missing & (last_with_mass == start), last + start, chosen)
+    return chosen
+
+
+#: Scores of a chunk of items for some users: (items: slice, users: int64 [r]) -> [r, n].
+UserScores = Callable[[slice, torch.Tensor], torch.Tensor]
+
+
+def sample_by_chunk(
+    log_prob: UserScores,
+    chunk_log_mass: torch.Tensor,
+    num_items: int,
+    chunk_size: int,
+    uniform: torch.Tensor,
+) -> torch.Tensor:
+    """Item ids int64 [B] by inverse CDF in two steps: the chunk, then the item in it.
+
+    `chunk_log_mass` [B, C] holds each chunk's normalised log-probability (from
+    `logsumexp_by_chunk` of the same log-probabilities); each user's draw `uniform` picks
+    its chunk, then the rest of the draw picks the item within it, scoring for each user
+    that one chunk only: one pass over the catalogue (the masses) instead of two. The
+    result is `sample`'s up to rounding. For distributions without zero-probability items
+    (a softmax): rounding could otherwise end on one.
+
+    Example:
+        >>> import torch
+        >>> logp = torch.tensor([[0.5, 0.1, 0.25, 0.15]]).log()
+        >>> mass = logsumexp_by_chunk(lambda items: logp[:, items], 4, 2)
+        >>> pick = lambda u: int(sample_by_chunk(
+        ...     lambda items, users: logp[users][:, items], mass, 4, 2, torch.tensor([u])))
+        >>> [pick(u) for u in (0.1, 0.55, 0.7, 0.9)]
+        [0, 1, 2, 3]
+    """
+    cdf = chunk_log_mass.exp().cumsum(-1)
+    point = uniform.unsqueeze(-1)
+    chunk = torch.searchsorted(cdf, point, right=True).clamp_(max=cdf.shape[-1] - 1)
+    before = torch.where(chunk > 0, cdf.gather(-1, (chunk - 1).clamp_(min=0)), 0.0)
+    mass = chunk_log_mass.gather(-1, chunk).exp()
+    residual = ((point - before) / mass).squeeze(-1)  # where the draw falls in its chunk
+    chunk = chunk.squeeze(-1)
+    chosen = torch.empty_like(chunk)
+    for index in chunk.unique().tolist():
+        users = (chunk == index).nonzero().squeeze(-1)
+        items = slice(index * chunk_size, min((index + 1) * chunk_size, num_items))
+        inside = log_prob(items, users).exp().cumsum_(-1)
+        target = (residual[users] * inside[:, -1]).unsqueeze(-1)
+        item = torch.searchsorted(inside, target, right=True).clamp_(max=inside.shape[-1] - 1)
+        chosen[users] = item.squeeze(-1) + items.start
+    return chosen

@@ -319,17 +319,24 @@ class SimulatedUsersEnv(EnvBase):
             )
         return rules.latent_rewards(self.catalogue, self.config, self.dynamics, state, items)
 
-    def reward_table(self, items: slice | None = None) -> torch.Tensor:
+    def reward_table(
+        self, items: slice | None = None, users: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Noiseless reward of the items `items` (a slice of ids; None: all) for every
-        current user: [B, n]. Refused (ValueError) above `FULL_TABLE_LIMIT_BYTES`; iterate
-        over `env.item_chunks()` for a whole large catalogue.
+        current user, [B, n], or for the users `users` (int64 indices into the batch),
+        [len(users), n]. Refused (ValueError) above `FULL_TABLE_LIMIT_BYTES`; iterate over
+        `env.item_chunks()` for a whole large catalogue.
         """
         state = self._current_state()
         items = slice(None) if items is None else items
         if not isinstance(items, slice) or items.step not in (None, 1):
             raise ValueError(f"items: expected a slice of item ids (step 1), got {items!r}")
         start, stop, _ = items.indices(self.config.num_items)
-        _check_table_fits("items", self.num_envs, max(stop - start, 0))
+        rows = self.num_envs
+        if users is not None:
+            state = {key: value[users] for key, value in state.items()}
+            rows = len(users)
+        _check_table_fits("items", rows, max(stop - start, 0))
         return rules.reward_table(
             self.catalogue, self.config, self.dynamics, state, slice(start, stop)
         )

@@ -105,14 +105,29 @@ class _Softmax(ItemDistribution):
     def __init__(self, env: Any, sign: float, temperature: float) -> None:
         super().__init__(env)
         self.scale = sign / temperature
-        scores = lambda items: env.reward_table(items) * self.scale  # noqa: E731
-        self.normaliser = chunks.logsumexp(scores, env.config.num_items, env.chunk_size)
+        # One pass over the catalogue: each chunk's mass, whose sum is the normaliser.
+        by_chunk = chunks.logsumexp_by_chunk(
+            lambda items: env.reward_table(items).mul_(self.scale),
+            env.config.num_items,
+            env.chunk_size,
+        )
+        self.normaliser = torch.logsumexp(by_chunk, dim=-1)
+        self.chunk_log_mass = by_chunk - self.normaliser.unsqueeze(-1)
 
-    def log_probs(self, items: slice) -> torch.Tensor:
-        return self.env.reward_table(items) * self.scale - self.normaliser.unsqueeze(-1)
+    def log_probs(self, items: slice, users: torch.Tensor | None = None) -> torch.Tensor:
+        # In place: the table is a fresh [B, chunk] block, the largest tensor of the step.
+        table = self.env.reward_table(items, users).mul_(self.scale)
+        normaliser = self.normaliser if users is None else self.normaliser[users]
+        return table.sub_(normaliser.unsqueeze(-1))
 
     def log_prob(self, items: torch.Tensor) -> torch.Tensor:
         return self.env.rewards(items) * self.scale - self.normaliser
+
+    def sample(self, uniform: torch.Tensor) -> torch.Tensor:
+        env = self.env
+        return chunks.sample_by_chunk(
+            self.log_probs, self.chunk_log_mass, env.config.num_items, env.chunk_size, uniform
+        )
 
 
 class PointMass(ItemDistribution):

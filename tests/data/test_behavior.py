@@ -83,7 +83,9 @@ def test_agents_score_the_catalogue_in_chunks():
     env = make_env("RecSimBanditDiscrete", num_envs=100, num_items=200_000, seed=0, chunk_size=4096)
     sizes = []
     table = env.reward_table
-    env.reward_table = lambda items=None: sizes.append(items.stop - items.start) or table(items)
+    env.reward_table = lambda items, users=None: (
+        sizes.append(items.stop - items.start) or table(items, users)
+    )
     mix = BehaviorMixture.from_weights(
         env, {"expert": 0.5, "suboptimal": 0.3, "random": 0.2}, generator=_gen(0)
     )

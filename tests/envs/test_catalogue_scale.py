@@ -175,3 +175,19 @@ def test_pair_and_table_rules_agree():
     table = dynamics.affinity(items, users, 0.4)
     pairs = dynamics.pair_affinity(items[None].expand(5, -1, -1), users[:, None], 0.4)
     torch.testing.assert_close(pairs, table)
+
+
+@pytest.mark.parametrize("chunk_size", [3, 7, 50])
+def test_expert_softmax_sampling_is_the_full_inverse_cdf_for_every_chunk_size(chunk_size):
+    from drpo_rl.data import ExpertPolicy
+
+    env = make_env(
+        "RecSimBanditDiscrete", num_envs=2000, num_items=50, seed=0, chunk_size=chunk_size
+    )
+    env.reset()
+    dist = ExpertPolicy.from_env(env, temperature=0.05).distribution()
+    uniform = torch.rand(2000, generator=torch.Generator().manual_seed(1))
+    probs = torch.softmax(full_table(env) / 0.05, dim=-1)
+    brute = torch.searchsorted(probs.cumsum(-1), uniform.double()[:, None], right=True)[:, 0]
+    # The same draws pick the same items (a draw within rounding of a boundary may not).
+    assert (dist.sample(uniform) != brute).sum() <= 2
