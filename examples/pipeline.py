@@ -40,10 +40,11 @@ loss_module = DRPOLoss(actor, kappa=0.5)  # learns from the top-kappa rewards of
 optimizer = torch.optim.Adam(loss_module.parameters(), lr=1e-3)
 
 for _ in range(500):
-    loss = loss_module(logs.sample())["loss_objective"]
+    out = loss_module(logs.sample())
     optimizer.zero_grad()
-    loss.backward()
+    out["loss_objective"].backward()
     optimizer.step()
+    loss_module.update(out)  # adaptive kappa, from the statistics the forward returned
 
 # Deterministic policy (its mean) on 10k fresh users, through a TorchRL collector.
 # Evaluation builds its own users (with the privileged truth behind regret and the oracle).

@@ -121,6 +121,20 @@ def test_variant_hyper_parameters_reach_the_losses():
     assert options("crr")["form"] == "exp" and options("awr")["max_weight"] == 20.0
 
 
+@pytest.mark.parametrize("name", ["drpo", "drpo-exp", "adapt-bc", "drpo-q"])
+def test_update_adapts_kappa_after_the_step_from_the_steps_terms(name):
+    algo = build(name, EMBEDDING, num_cells=8)
+    loss = algo.loss_modules["policy"]
+    batch = logs_batch(EMBEDDING)
+    terms = algo.update(batch)
+    assert terms["kappa"] == 0.5  # the value the step's forward used
+    narrow = terms["kept_score_std"] < 0.5 * terms["batch_score_std"]
+    torch.testing.assert_close(loss.kappa, torch.tensor(0.51 if narrow else 0.49))
+    frozen = build(name, EMBEDDING, num_cells=8, adaptive=False)
+    frozen.update(batch)
+    assert frozen.loss_modules["policy"].kappa == 0.5
+
+
 def test_two_tower_head_scores_against_catalogue():
     algo = build("drpo", ITEMS, head="two_tower", num_cells=16)
     scores = algo.policy.module[0].module

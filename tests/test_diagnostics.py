@@ -17,7 +17,7 @@ OBS, ACT, N = 4, 2, 10
 class CentredScoreLoss(WeightedLogLikelihoodLoss):
     """APG-like signed weights w = score - mean(score): half the batch repels."""
 
-    def _weights(self, score, tensordict):
+    def _weights(self, score, valid, tensordict):
         return score - score.mean(), {}
 
 

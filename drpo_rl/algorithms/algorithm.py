@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,9 @@ __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "Algorithm", "AlgorithmParts", "m
 # The method's optimisation set-up (docs/method.md, "Baselines and training set-up").
 DEFAULT_LR = 3e-4
 DEFAULT_BATCH_SIZE = 320
+
+# What a loss's state update takes: the 0-d terms of the step (e.g. DRPOLoss.update).
+StateUpdate = Callable[[Mapping[str, torch.Tensor]], None]
 
 
 def make_adam(loss_modules: dict[str, LossModule], lr: float) -> torch.optim.Adam:
@@ -45,8 +48,9 @@ class Algorithm:
     ``update(batch)`` is one gradient step: ``compute(batch)`` gives the loss terms
     (entries named ``loss_*``, summed and back-propagated; every loss term only reaches
     the parameters it is meant to train) and metrics; the optimiser steps; target networks
-    are updated. It returns the detached terms, without host synchronisation, so that it
-    can be wrapped in ``torch.compile``.
+    are updated; the state updates (e.g. ``DRPOLoss.update``, the adaptive kappa) read the
+    step's terms (the losses' forwards change no state). It returns the detached terms,
+    without host synchronisation, so that it can be wrapped in ``torch.compile``.
 
     Attributes:
         name: the registry name.
@@ -55,6 +59,8 @@ class Algorithm:
         optimizer: one Adam over all their trainable parameters.
         compute: ``batch -> dict`` of loss terms and metrics (0-d tensors).
         target_updaters: TorchRL ``SoftUpdate``/``HardUpdate`` stepped after each update.
+        state_updates: callables ``terms -> None`` run last in each update with the terms
+            ``compute`` returned (e.g. ``DRPOLoss.update``: the adaptive kappa).
         hparams: the resolved hyper-parameters (defaults included), for logging.
         batch_size: the mini-batch size to sample (paper: 320).
         online: ``True`` when ``update`` expects fresh on-policy rollouts (PPO), not logs.
@@ -83,6 +89,7 @@ class Algorithm:
     optimizer: torch.optim.Optimizer
     compute: Callable[[TensorDictBase], dict[str, torch.Tensor]]
     target_updaters: tuple[TargetNetUpdater, ...] = ()
+    state_updates: tuple[StateUpdate, ...] = ()
     hparams: dict[str, Any] = field(default_factory=dict)
     batch_size: int = DEFAULT_BATCH_SIZE
     online: bool = False
@@ -96,7 +103,10 @@ class Algorithm:
         self.optimizer.step()
         for updater in self.target_updaters:
             updater.step()
-        return {key: value.detach() for key, value in terms.items()}
+        terms = {key: value.detach() for key, value in terms.items()}
+        for state_update in self.state_updates:
+            state_update(terms)
+        return terms
 
 
 def scalar_terms(out: TensorDictBase, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -150,6 +160,7 @@ class AlgorithmParts:
     compute: Callable[[TensorDictBase], dict[str, torch.Tensor]]
     target_updaters: tuple[TargetNetUpdater, ...] = ()
     online: bool = False
+    state_updates: tuple[StateUpdate, ...] = ()
 
     def algorithm(self, name: str, lr: float, batch_size: int) -> Algorithm:
         """The :class:`Algorithm` named ``name``, with one Adam over all the losses."""
@@ -160,6 +171,7 @@ class AlgorithmParts:
             optimizer=make_adam(self.loss_modules, lr),
             compute=self.compute,
             target_updaters=self.target_updaters,
+            state_updates=self.state_updates,
             batch_size=batch_size,
             online=self.online,
         )

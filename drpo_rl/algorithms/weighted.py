@@ -50,7 +50,7 @@ def build_drpo(
     ``weight_cap``) go to :class:`~drpo_rl.objectives.drpo.DRPOLoss`."""
     actor = net.actor(specs)
     loss = DRPOLoss(actor, weighting=weighting, **drpo_options)
-    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss))
+    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss), state_updates=(loss.update,))
 
 
 def build_advantage(
@@ -68,7 +68,8 @@ def build_advantage(
     actor = net.actor(specs)
     value = net.value(specs) if baseline == "value" else None
     loss = ADVANTAGE_LOSSES[rule](actor, value, **rule_kwargs)
-    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss))
+    # Their rules keep no state; the call keeps every weighted loss's step alike.
+    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss), state_updates=(loss.update,))
 
 
 def build_drpo_q(
@@ -119,4 +120,5 @@ def build_drpo_q(
         return terms
 
     updaters = (SoftUpdate(critic_loss, tau=tau),)
-    return AlgorithmParts(actor, losses, compute, updaters)
+    # The policy loss's terms are unprefixed in compute's output: its update reads them.
+    return AlgorithmParts(actor, losses, compute, updaters, state_updates=(policy_loss.update,))

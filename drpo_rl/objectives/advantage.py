@@ -25,7 +25,7 @@ from tensordict import TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModule, dispatch
 from tensordict.utils import NestedKey
 
-from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
+from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss, valid_mean, valid_std
 from envs.common.checks import check_number
 
 __all__ = ["AdvantageWeightedLoss", "check_exp_weight_options", "exp_advantage_weights"]
@@ -66,12 +66,23 @@ class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):
             (e.g. :func:`drpo_rl.models.make_value_critic`). When given, ``b(s) = V(s)`` and
             the output has a ``loss_value`` entry (MSE of ``V(s)`` to the score) that trains
             it; only the value network receives its gradient. When ``None``, ``b`` is the
-            batch mean of the score.
+            batch mean of the score (over its valid rows, see "Validity masks" in
+            :class:`~drpo_rl.objectives.weighted.WeightedLogLikelihoodLoss`; ``loss_value``
+            is reduced over the valid rows too).
 
     Keyword Args:
+        separate_losses (bool, optional): TorchRL's choice for a value head that shares
+            parameters (a trunk) with the actor. ``True`` (the default): ``loss_value``
+            trains only the value network's own parameters, the shared ones are trained by
+            ``loss_objective`` alone (they are held as detached buffers in
+            ``value_network_params``, as TorchRL's ``ClipPPOLoss(separate_losses=True)``
+            does). ``False``: ``loss_value`` reaches the shared parameters too. Without
+            shared parameters both are the same.
         critic_network (TensorDictModule, optional): a ``Q(s, a)`` whose value of the logged
             action is the score (then ``A = Q(s, a) - V(s)``, CRR's advantage). It is read
-            without gradient: train it with its own loss.
+            without gradient: train it with its own loss. Its parameters are in
+            ``loss.parameters()`` but no term of this loss reaches them (see
+            :class:`~drpo_rl.objectives.weighted.WeightedLogLikelihoodLoss`).
         reduction (str, optional): ``"none"`` | ``"mean"`` | ``"sum"``; default ``"mean"``.
 
     Output: ``loss_objective``, ``ess`` (effective sample size of the weights),
@@ -131,16 +142,18 @@ class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):
         actor_network: TensorDictModule,
         value_network: TensorDictModule | None = None,
         *,
+        separate_losses: bool = True,
         critic_network: TensorDictModule | None = None,
         reduction: Literal["none", "mean", "sum"] | None = None,
     ) -> None:
         super().__init__(actor_network, critic_network=critic_network, reduction=reduction)
         self.has_value = value_network is not None
+        self.separate_losses = separate_losses
         if value_network is not None:
             self.convert_to_functional(
                 value_network,
                 "value_network",
-                compare_against=list(actor_network.parameters()),
+                compare_against=list(actor_network.parameters()) if separate_losses else None,
             )
             self.out_keys = [*self.out_keys, "loss_value"]
 
@@ -151,9 +164,9 @@ class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):
     def _advantage_weights(self, advantage: torch.Tensor) -> torch.Tensor:
         """Per-sample weights ``[M]`` from the detached advantages ``[M]``."""
 
-    def _state_value(self, tensordict: TensorDictBase, params: TensorDictParams) -> torch.Tensor:
+    def _state_value(self, tensordict: TensorDictBase) -> torch.Tensor:
         work = tensordict.select(*self.value_network.in_keys, strict=False).copy()
-        with params.to_module(self.value_network):
+        with self.value_network_params.to_module(self.value_network):
             value = self.value_network(work).get(self.tensor_keys.value, default=None)
         if value is None:
             raise KeyError(
@@ -162,39 +175,39 @@ class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):
             )
         return value
 
-    def _weights(self, score, tensordict):
-        if self.has_value:
-            baseline = self._state_value(tensordict, self.value_network_params.detach())
-            baseline = baseline.detach().reshape(score.shape)
-        else:
-            baseline = score.mean()
+    def _advantage(self, score, valid, tensordict) -> torch.Tensor:
+        if not self.has_value:
+            return score - valid_mean(score, valid)
+        # no_grad rather than detached parameters: a detached TensorDictParams builds new
+        # nn.Parameters, which torch.compile(fullgraph=True) cannot trace.
+        with torch.no_grad():
+            baseline = self._state_value(tensordict).reshape(score.shape)
         advantage = score - baseline
+        return advantage if valid is None else torch.where(valid, advantage, 0.0)
+
+    def _weights(self, score, valid, tensordict):
+        advantage = self._advantage(score, valid, tensordict)
+        negative = (advantage < 0).to(score.dtype)
         metrics = {
-            "advantage_mean": advantage.mean(),
-            "advantage_std": advantage.std(correction=0),
-            "negative_advantage_fraction": (advantage < 0).to(score.dtype).mean(),
+            "advantage_mean": valid_mean(advantage, valid),
+            "advantage_std": valid_std(advantage, valid),
+            "negative_advantage_fraction": valid_mean(negative, valid),
         }
         return self._advantage_weights(advantage), metrics
 
     def advantage(self, tensordict: TensorDictBase) -> torch.Tensor:
-        """The detached advantages ``score - b(s)`` of a batch, shaped like its batch."""
-        score = self._read_score(tensordict)
-        batch_shape = self._batch_shape_of(score)
-        flat = score.reshape(-1)
-        if self.has_value:
-            baseline = self._state_value(tensordict, self.value_network_params.detach())
-            return (flat - baseline.detach().reshape(flat.shape)).reshape(batch_shape)
-        return (flat - flat.mean()).reshape(batch_shape)
+        """The detached advantages ``score - b(s)`` of a batch, shaped like its batch (0 on
+        rows a validity mask leaves out)."""
+        score, valid, batch_shape = self._valid_score(tensordict)
+        return self._advantage(score, valid, tensordict).reshape(batch_shape)
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``loss_objective`` and metrics (see the base class), plus ``loss_value``."""
         td_out = super().forward(tensordict)
         if self.has_value:
-            score = self._read_score(tensordict)
-            value = self._state_value(tensordict, self.value_network_params)
-            value = value.reshape(score.shape)
-            loss_value = (value - score).square()
-            loss_value = loss_value.reshape(self._batch_shape_of(score))
-            td_out.set("loss_value", self._reduce_loss(loss_value))
+            score, _, batch_shape = self._valid_score(tensordict)
+            value = self._state_value(tensordict).reshape(score.shape)
+            loss_value = (value - score).square().reshape(batch_shape)
+            td_out.set("loss_value", self._reduce_loss(loss_value, tensordict))
         return td_out

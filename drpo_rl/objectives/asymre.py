@@ -21,7 +21,7 @@ class AsymReLoss(AdvantageWeightedLoss):
 
     Keyword Args:
         negative_scale (float): factor on negative advantages, in ``[0, 1]``. Default 0.1.
-        critic_network, reduction: see :class:`AdvantageWeightedLoss`.
+        separate_losses, critic_network, reduction: see :class:`AdvantageWeightedLoss`.
 
     Examples:
         >>> import torch
@@ -41,12 +41,17 @@ class AsymReLoss(AdvantageWeightedLoss):
         value_network: TensorDictModule | None = None,
         *,
         negative_scale: float = 0.1,
+        separate_losses: bool = True,
         critic_network: TensorDictModule | None = None,
         reduction: str | None = None,
     ) -> None:
         check_number("negative_scale", negative_scale, minimum=0, maximum=1)
         super().__init__(
-            actor_network, value_network, critic_network=critic_network, reduction=reduction
+            actor_network,
+            value_network,
+            separate_losses=separate_losses,
+            critic_network=critic_network,
+            reduction=reduction,
         )
         self.negative_scale = float(negative_scale)
 

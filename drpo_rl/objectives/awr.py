@@ -26,7 +26,7 @@ class AWRLoss(AdvantageWeightedLoss):
     Keyword Args:
         beta (float): temperature, > 0 (paper grid: 0.05, 0.1, 1). Defaults to 0.1.
         max_weight (float): weight cap, > 0 (AWR's 20). Defaults to 20.
-        critic_network, reduction: see :class:`AdvantageWeightedLoss`.
+        separate_losses, critic_network, reduction: see :class:`AdvantageWeightedLoss`.
 
     Examples:
         >>> import torch
@@ -47,12 +47,17 @@ class AWRLoss(AdvantageWeightedLoss):
         *,
         beta: float = 0.1,
         max_weight: float = 20.0,
+        separate_losses: bool = True,
         critic_network: TensorDictModule | None = None,
         reduction: str | None = None,
     ) -> None:
         check_exp_weight_options(beta, max_weight)
         super().__init__(
-            actor_network, value_network, critic_network=critic_network, reduction=reduction
+            actor_network,
+            value_network,
+            separate_losses=separate_losses,
+            critic_network=critic_network,
+            reduction=reduction,
         )
         self.beta = float(beta)
         self.max_weight = float(max_weight)

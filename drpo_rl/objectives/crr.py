@@ -33,7 +33,7 @@ class CRRLoss(AdvantageWeightedLoss):
         beta (float): temperature of the exp form, > 0 (paper grid: 0.5, 1, 5). Default 1.
         form (str): ``"exp"`` (default) or ``"binary"``.
         max_weight (float): cap of the exp form (CRR's 20). Defaults to 20.
-        critic_network, reduction: see :class:`AdvantageWeightedLoss`.
+        separate_losses, critic_network, reduction: see :class:`AdvantageWeightedLoss`.
 
     Examples:
         >>> import torch
@@ -55,13 +55,18 @@ class CRRLoss(AdvantageWeightedLoss):
         beta: float = 1.0,
         form: Literal["exp", "binary"] = "exp",
         max_weight: float = 20.0,
+        separate_losses: bool = True,
         critic_network: TensorDictModule | None = None,
         reduction: str | None = None,
     ) -> None:
         check_choice("form", form, ("exp", "binary"))
         check_exp_weight_options(beta, max_weight)
         super().__init__(
-            actor_network, value_network, critic_network=critic_network, reduction=reduction
+            actor_network,
+            value_network,
+            separate_losses=separate_losses,
+            critic_network=critic_network,
+            reduction=reduction,
         )
         self.form = form
         self.beta = float(beta)

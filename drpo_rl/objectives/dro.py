@@ -108,11 +108,16 @@ def top_fraction_mask(
     scores: torch.Tensor,
     kappa: float | torch.Tensor,
     groups: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DRPO's hard filter: the top ``K = max(1, floor(kappa N))`` samples by score.
 
     With ``groups`` (integer ids, one per sample) the rule is applied within each group:
-    a group of ``n_g`` samples keeps its top ``max(1, floor(kappa n_g))``. Everything is
+    a group of ``n_g`` samples keeps its top ``max(1, floor(kappa n_g))``, so every group
+    keeps at least its best sample. With ``valid`` (a bool mask) only the valid samples
+    take part: ``N`` and ``n_g`` count valid samples, an invalid one is never kept (a group
+    without valid samples keeps none), and the result on the valid samples is that of the
+    valid samples alone. Everything is
     vectorised (two stable sorts, no loop over groups) and has static shapes, so it runs
     under ``torch.compile(fullgraph=True)`` with ``kappa`` a tensor.
 
@@ -123,6 +128,8 @@ def top_fraction_mask(
         scores (Tensor): float scores of shape ``[N]``.
         kappa (float or Tensor): kept fraction in ``(0, 1]`` (a 0-d tensor stays on device).
         groups (Tensor, optional): integer group ids of shape ``[N]``.
+        valid (Tensor, optional): bool mask of shape ``[N]``, ``False`` for a sample to
+            leave out.
 
     Returns:
         ``(kept, threshold)``: a bool mask ``[N]`` and the per-sample threshold ``[N]``.
@@ -139,15 +146,28 @@ def top_fraction_mask(
         tensor([False,  True,  True, False])
         >>> nu
         tensor([0.9000, 0.9000, 0.5000, 0.5000])
+        >>> kept, nu = top_fraction_mask(
+        ...     torch.tensor([0.1, 0.9, 0.5, 0.3]), 0.5, valid=torch.tensor([1, 0, 1, 1]).bool())
+        >>> kept  # top 1 of the 3 valid samples
+        tensor([False, False,  True, False])
     """
     if scores.ndim != 1 or scores.numel() == 0:
         raise ValueError(f"scores must have shape [N] with N >= 1, got {tuple(scores.shape)}.")
     _check_kappa(kappa)
     n = scores.shape[0]
     positions = torch.arange(n, device=scores.device)
-    order = torch.argsort(scores, descending=True, stable=True)
+    if valid is None:
+        order = torch.argsort(scores, descending=True, stable=True)
+    else:
+        if valid.shape != scores.shape or valid.dtype != torch.bool:
+            raise ValueError(f"valid must be a bool mask of shape {tuple(scores.shape)}.")
+        # Invalid samples sort last (within their group, after the group sort below).
+        ranked = torch.where(valid, scores, float("-inf"))
+        order = torch.argsort(ranked, descending=True, stable=True)
     if groups is None:
         count, start = n, 0
+        if valid is not None:
+            count = valid.sum()
     else:
         if groups.shape != scores.shape or torch.is_floating_point(groups):
             raise ValueError(
@@ -164,9 +184,16 @@ def top_fraction_mask(
         start = torch.cummax(torch.where(is_start, positions, 0), 0).values
         end = torch.cummin(torch.where(is_end, positions, n - 1).flip(0), 0).values.flip(0)
         count = end - start + 1
+        if valid is not None:
+            # Valid samples come first in each group: count them with a running sum.
+            valid_sorted = valid[order].to(positions.dtype)
+            running = torch.cumsum(valid_sorted, 0)
+            count = running[end] - running[start] + valid_sorted[start]
     kappa = torch.as_tensor(kappa, device=scores.device)
     keep = torch.floor(kappa * count + _FLOOR_SLACK).clamp(min=1).to(positions.dtype)
     kept_sorted = (positions - start) < keep
+    if valid is not None:
+        kept_sorted = kept_sorted & valid[order]
     # gather, not indexing with a 0-d tensor: that would be a data-dependent .item().
     boundary = (start + keep - 1).reshape(-1)
     threshold_sorted = scores.gather(0, order.gather(0, boundary))

@@ -7,6 +7,7 @@ filter", "The DRPO update" and "Adaptive kappa".
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,12 +17,37 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 
 from drpo_rl.objectives.dro import top_fraction_mask
-from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
+from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss, valid_mean, valid_std
 from envs.common.checks import check_choice, check_number
 
 __all__ = ["DRPOLoss"]
 
 _WEIGHTINGS = ("drpo", "exp", "uniform")
+
+
+def _weightless_group_fraction(
+    weighted: torch.Tensor, groups: torch.Tensor | None, valid: torch.Tensor | None
+) -> torch.Tensor:
+    """The fraction of groups (with a valid row) in which no row has a positive weight.
+
+    Without ``groups`` the batch is one group. Static shapes (a sort and two scatters, no
+    ``unique``), so that it traces under ``torch.compile(fullgraph=True)``.
+    """
+    if valid is not None:
+        weighted = weighted & valid
+    if groups is None:
+        return (~weighted.any()).to(torch.float32)
+    order = torch.argsort(groups, stable=True)
+    sorted_groups = groups[order]
+    true = torch.ones(1, dtype=torch.bool, device=groups.device)
+    segment = torch.cumsum(torch.cat([true, sorted_groups[1:] != sorted_groups[:-1]]), 0) - 1
+    rows = torch.ones_like(weighted) if valid is None else valid
+    per_group_rows = torch.zeros(groups.numel(), device=groups.device)
+    per_group_rows = per_group_rows.scatter_add(0, segment, rows[order].float())
+    per_group_hits = torch.zeros_like(per_group_rows)
+    per_group_hits = per_group_hits.scatter_add(0, segment, weighted[order].float())
+    present = per_group_rows > 0
+    return (present & (per_group_hits == 0)).sum() / present.sum().clamp_min(1)
 
 
 class DRPOLoss(WeightedLogLikelihoodLoss):
@@ -48,18 +74,37 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
       that no weight exceeds ``weight_cap`` (100, as AWR implementations cap).
     - ``"uniform"`` (AdaptBC): ``w = 1``, i.e. behaviour cloning of the kept samples.
 
-    Adaptive kappa (``adaptive=True``): after each forward in training mode with grad
-    enabled, ``kappa <- clip(kappa * adapt_up, kappa_min, kappa_max)`` when the spread of
-    the kept scores is below ``adapt_lambda`` times the spread of the batch's scores, else
-    ``kappa <- clip(kappa * adapt_down, ...)``. ``kappa`` is a buffer: saved in
-    ``state_dict``, settable with ``loss.kappa = 0.2``, updated in place so that a compiled
-    update step (``torch.compile(fullgraph=True)``) has no graph break. The output
-    ``kappa`` is the value used for the batch (before the update).
+    Adaptive kappa (``adaptive=True``): ``forward`` never changes kappa (two identical calls
+    give identical outputs); the training loop calls :meth:`update` with the forward's
+    output after each optimiser step, the way TorchRL's ``SoftUpdate.step()`` follows it::
+
+        out = loss(batch)
+        out["loss_objective"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        loss.update(out)  # adaptive kappa
+
+    ``update`` sets ``kappa <- clip(kappa * adapt_up, kappa_min, kappa_max)`` when the
+    spread of the kept scores (``out["kept_score_std"]``) is below ``adapt_lambda`` times
+    the spread of the batch's scores (``out["batch_score_std"]``), else
+    ``kappa <- clip(kappa * adapt_down, ...)``; with ``adaptive=False`` it does nothing.
+    ``kappa`` is a buffer: saved in ``state_dict``, settable with ``loss.kappa = 0.2``,
+    updated in place so that a compiled update step (``torch.compile(fullgraph=True)``)
+    has no graph break. The output ``kappa`` is the value used for the batch.
 
     Groups: ``set_keys(group="user_id")`` applies the filter within each group (top
     ``max(1, floor(kappa n_g))`` of the ``n_g`` rows of a user or context); ``std(A)`` and
     the adaptive rule then use the kept samples of all groups together, and ``threshold``
-    is the mean over samples of their group's ``nu``.
+    is the mean over samples of their group's ``nu``. Every group keeps at least its best
+    row, but with ``weighting="drpo"`` a group's kept rows all get weight 0 when they all
+    tie with its threshold, in particular whenever it keeps a single row (its best row *is*
+    the threshold: e.g. 4-row groups with ``kappa < 0.5``). Such a group teaches nothing
+    for that batch; the output ``weightless_groups`` reports the fraction of groups in that
+    state (``ess`` is 0 when it is every group), so it is never silent.
+
+    Validity masks (``("collector", "mask")``, ``"shifted_valid"``; see
+    :class:`~drpo_rl.objectives.weighted.WeightedLogLikelihoodLoss`): ``N``, ``n_g``, the
+    threshold, the normalisation, the spreads and every output count valid rows only.
 
     Args:
         actor_network (TensorDictModule): a probabilistic actor (Gaussian over item
@@ -82,7 +127,9 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
 
     Outputs: ``loss_objective``, ``ess`` (Kish effective sample size of the weights),
     ``kappa``, ``threshold``, ``kept_fraction`` (``K / N``), ``kept_score_std`` and
-    ``batch_score_std`` (the two spreads compared by the adaptive rule).
+    ``batch_score_std`` (the two spreads compared by the adaptive rule),
+    ``weightless_groups`` (the fraction of groups, the batch being one without groups,
+    whose rows all have weight 0).
 
     Examples:
         >>> import torch
@@ -106,7 +153,10 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
         >>> out["loss_objective"].backward()
         >>> out["kept_score_std"] < 0.5 * out["batch_score_std"]  # 1.12 < 0.5 * 2.29
         tensor(True)
-        >>> loss.kappa  # the kept scores are narrow compared with the batch: kappa grows
+        >>> loss.kappa  # forward changes nothing
+        tensor(0.5000)
+        >>> loss.update(out)  # the kept scores are narrow compared with the batch: kappa grows
+        >>> loss.kappa
         tensor(0.5100)
     """
 
@@ -127,7 +177,14 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
-    metric_keys = ("kappa", "threshold", "kept_fraction", "kept_score_std", "batch_score_std")
+    metric_keys = (
+        "kappa",
+        "threshold",
+        "kept_fraction",
+        "kept_score_std",
+        "batch_score_std",
+        "weightless_groups",
+    )
     _schedulable_buffers = frozenset({"kappa"})
 
     def __init__(
@@ -179,17 +236,19 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
     def _extra_in_keys(self) -> list[NestedKey]:
         return [] if self.tensor_keys.group is None else [self.tensor_keys.group]
 
-    def _weights(self, score: torch.Tensor, tensordict: TensorDictBase):
+    def _weights(self, score: torch.Tensor, valid: torch.Tensor | None, tensordict):
         groups = None
         if self.tensor_keys.group is not None:
             groups = self._read_per_sample(tensordict, self.tensor_keys.group, score.numel())
-        kept, threshold = top_fraction_mask(score, self.kappa, groups)
+        kept, threshold = top_fraction_mask(score, self.kappa, groups, valid)
         kept_f = kept.to(score.dtype)
-        n_kept = kept_f.sum()
+        # clamp_min: no row is kept only when no row is valid.
+        n_kept = kept_f.sum().clamp_min(1)
+        n_valid = score.numel() if valid is None else valid.sum()
         kept_mean = (score * kept_f).sum() / n_kept
         kept_score_std = (((score - kept_mean) * kept_f).square().sum() / n_kept).sqrt()
         if self.weighting == "drpo":
-            advantage = (score - threshold) * kept_f
+            advantage = torch.where(kept, score - threshold, 0.0)
             adv_mean = advantage.sum() / n_kept
             adv_std = (((advantage - adv_mean) * kept_f).square().sum() / n_kept).sqrt()
             rule = advantage / (adv_std + self.eps)
@@ -198,21 +257,28 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
             rule = torch.exp(exponent) * kept_f
         else:
             rule = kept_f
-        # Mean reduction over all N samples then equals (1/K) * sum over the kept ones.
-        weights = rule * (score.numel() / n_kept)
+        # Mean reduction over the N valid samples then equals (1/K) * sum over the kept ones.
+        weights = rule * (n_valid / n_kept)
         metrics = {
             "kappa": self.kappa.detach().clone(),
-            "threshold": threshold.mean(),
-            "kept_fraction": n_kept / score.numel(),
+            "threshold": valid_mean(threshold, valid),
+            "kept_fraction": kept_f.sum() / n_valid,
             "kept_score_std": kept_score_std,
-            "batch_score_std": score.std(correction=0),
+            "batch_score_std": valid_std(score, valid),
+            "weightless_groups": _weightless_group_fraction(rule > 0, groups, valid),
         }
         return weights, metrics
 
-    def _after_forward(self, score, weights, metrics) -> None:
+    def update(self, stats: Mapping[str, torch.Tensor] | TensorDictBase) -> None:
+        """Adapt ``kappa`` from the output ``stats`` of a forward (docs/method.md, "Adaptive
+        kappa"); call it once per training step, after the optimiser step.
+
+        Reads ``stats["kept_score_std"]`` and ``stats["batch_score_std"]``, updates the
+        ``kappa`` buffer in place; does nothing when ``adaptive=False``.
+        """
         if not self.adaptive:
             return
         with torch.no_grad():
-            narrow = metrics["kept_score_std"] < self.adapt_lambda * metrics["batch_score_std"]
+            narrow = stats["kept_score_std"] < self.adapt_lambda * stats["batch_score_std"]
             step = torch.where(narrow, self.adapt_up, self.adapt_down)
             self.kappa.copy_((self.kappa * step).clamp(self.kappa_min, self.kappa_max))

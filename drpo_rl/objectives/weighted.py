@@ -13,6 +13,7 @@ concrete loss only supplies its weight rule.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -25,7 +26,32 @@ from torchrl.objectives.common import LossModule
 
 from envs.common.checks import check_choice
 
-__all__ = ["WeightedLogLikelihoodLoss", "effective_sample_size"]
+__all__ = ["WeightedLogLikelihoodLoss", "effective_sample_size", "valid_mean", "valid_std"]
+
+
+def valid_mean(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """The mean of a 1-D tensor over its valid entries (all of them when ``valid`` is None).
+
+    Examples:
+        >>> valid_mean(torch.tensor([1.0, 2.0, 9.0]), torch.tensor([True, True, False]))
+        tensor(1.5000)
+    """
+    if valid is None:
+        return x.mean()
+    return torch.where(valid, x, 0.0).sum() / valid.sum().clamp_min(1)
+
+
+def valid_std(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """The population standard deviation (ddof 0) of a 1-D tensor over its valid entries.
+
+    Examples:
+        >>> valid_std(torch.tensor([1.0, 3.0, 9.0]), torch.tensor([True, True, False]))
+        tensor(1.)
+    """
+    if valid is None:
+        return x.std(correction=0)
+    centred = torch.where(valid, x - valid_mean(x, valid), 0.0)
+    return (centred.square().sum() / valid.sum().clamp_min(1)).sqrt()
 
 
 def effective_sample_size(weights: torch.Tensor) -> torch.Tensor:
@@ -58,22 +84,27 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
 
     Subclassing contract. A concrete loss defines:
 
-    - :meth:`_weights` ``(score, tensordict) -> (weights, metrics)``: ``score`` is a 1-D
-      detached float tensor of the ``M`` per-sample scores (the batch flattened);
-      ``tensordict`` is the input, to read any extra per-sample entry (use
-      :meth:`_read_per_sample` to get it flattened like ``score``). Return ``weights`` of
-      shape ``[M]`` and a dict of 0-d tensors logged next to the loss. The weights are put on
-      the scale at which ``reduction="mean"`` (a mean over all ``M`` samples) gives the
-      intended objective; e.g. a rule that averages over a kept subset of ``K`` samples
-      multiplies its weights by ``M / K``. The base detaches the weights again, so a rule
-      cannot leak gradient.
+    - :meth:`_weights` ``(score, valid, tensordict) -> (weights, metrics)``: ``score`` is a
+      1-D detached float tensor of the ``M`` per-sample scores (the batch flattened);
+      ``valid`` is ``None`` (every row counts) or a bool ``[M]`` mask of the rows that count
+      (see "Validity masks" below; ``score`` is 0 on the others); ``tensordict`` is the
+      input, to read any extra per-sample entry (use :meth:`_read_per_sample` to get it
+      flattened like ``score``). Every statistic of the rule (thresholds, baselines,
+      normalisations) must be taken over the valid rows only (:func:`valid_mean`,
+      :func:`valid_std`). Return ``weights`` of shape ``[M]`` and a dict of 0-d tensors
+      logged next to the loss. The weights are put on the scale at which
+      ``reduction="mean"`` (a mean over the ``V`` valid samples) gives the intended
+      objective; e.g. a rule that averages over a kept subset of ``K`` samples multiplies
+      its weights by ``V / K``. The base detaches the weights and zeroes them on invalid
+      rows, so a rule can neither leak gradient nor weight a masked row.
     - ``metric_keys``: a class attribute naming, in order, the keys of that dict (out_keys
       must be known before any call).
-    - Optionally :meth:`_after_forward` ``(score, weights, metrics)``, called after a forward
-      that computes gradients while the module is in training mode (``loss.train()`` and
-      grad enabled) to update state held in buffers (e.g. DRPO's adaptive ``kappa``).
-      It must update buffers in place (``buffer.copy_(...)``) to stay ``torch.compile``
-      friendly.
+    - Optionally :meth:`update` ``(stats)``: the update of state held in buffers (e.g.
+      DRPO's adaptive ``kappa``) from the statistics a forward returned. ``forward`` itself
+      never changes any state: two identical calls give identical outputs. The training
+      loop calls ``loss.update(out)`` after the optimiser step, the way TorchRL's
+      ``SoftUpdate.step()`` updates target networks. It must update buffers in place
+      (``buffer.copy_(...)``) to stay ``torch.compile`` friendly.
     - Optionally extra configurable keys: subclass ``_AcceptedKeys`` (a dataclass inheriting
       from this one) and override :meth:`_extra_in_keys`.
 
@@ -82,6 +113,15 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
     in ``actor_network_params``), ``reduction`` (``"none"`` returns the per-sample losses
     with the batch shape of the score), the keyword call (``loss(observation=..., ...)``),
     and leaves the input tensordict unchanged.
+
+    Validity masks: like TorchRL's own losses, rows flagged invalid by the entries of
+    :attr:`~torchrl.objectives.LossModule.loss_mask_key` (by default ``"auto"``:
+    ``("collector", "mask")`` written by TorchRL's ``SliceSampler(pad_output=True)`` and
+    ``"shifted_valid"`` written by its value estimators; ``False`` marks an invalid row) are
+    left out: the weight rule sees only the valid rows and the reduction is TorchRL's masked
+    reduction (``"mean"`` divides by the number of valid rows; ``"none"`` keeps the batch
+    shape, with 0 on invalid rows). A masked batch gives the outputs of the batch of its
+    valid rows alone. Set ``loss.loss_mask_key = None`` to use every row.
 
     Args:
         actor_network (TensorDictModule): the policy, a module with ``get_dist`` (e.g. a
@@ -92,8 +132,13 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
         critic_network (TensorDictModule, optional): when given, the score is this critic's
             output at ``tensor_keys.state_action_value`` (e.g. ``Q(s, a)`` of the logged
             action), computed without gradient; otherwise the score is read from
-            ``tensor_keys.score``. The critic is held functionally like the actor; its
-            parameters never receive gradients from this loss.
+            ``tensor_keys.score``. The critic is held functionally like the actor, sharing
+            its parameter tensors with the module you pass: they are in
+            ``loss.parameters()`` and ``state_dict()``, but no term of this loss reaches
+            them (their ``.grad`` stays ``None``, so an optimiser over this loss alone leaves
+            them as they are). Train the critic with its own loss (e.g. TorchRL's
+            ``IQLLoss``); one optimiser over both losses should count each parameter once
+            (:func:`drpo_rl.algorithms.algorithm.make_adam` does).
         reduction (str, optional): ``"none"`` | ``"mean"`` | ``"sum"``. Defaults to ``"mean"``.
 
     Shapes: the score entry is ``[*B, 1]`` (TorchRL's reward convention) or ``[*B]``; the
@@ -108,13 +153,13 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
         >>> from tensordict import TensorDict
         >>> from tensordict.nn import TensorDictModule, NormalParamExtractor
         >>> from torchrl.modules import ProbabilisticActor, IndependentNormal
-        >>> from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
+        >>> from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss, valid_mean
         >>> class PositiveOnlyLoss(WeightedLogLikelihoodLoss):
         ...     metric_keys = ("kept_fraction",)
         ...
-        ...     def _weights(self, score, tensordict):
+        ...     def _weights(self, score, valid, tensordict):
         ...         kept = (score > 0).to(score.dtype)
-        ...         return kept, {"kept_fraction": kept.mean()}
+        ...         return kept, {"kept_fraction": valid_mean(kept, valid)}
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> net = nn.Sequential(nn.Linear(3, 4), NormalParamExtractor())
@@ -131,6 +176,12 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
         >>> out["kept_fraction"]
         tensor(0.5000)
         >>> out["loss_objective"].backward()
+
+        Rows flagged invalid (here by ``("collector", "mask")``) are left out:
+
+        >>> data["collector", "mask"] = torch.tensor([True, True, False, True])
+        >>> loss(data)["kept_fraction"]  # 1 of the 3 valid rows has a positive score
+        tensor(0.3333)
     """
 
     @dataclass
@@ -223,14 +274,17 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
     # ------------------------------------------------------------------- weight rule
     @abc.abstractmethod
     def _weights(
-        self, score: torch.Tensor, tensordict: TensorDictBase
+        self, score: torch.Tensor, valid: torch.Tensor | None, tensordict: TensorDictBase
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-sample weights ``[M]`` and 0-d metrics from the 1-D scores ``[M]``."""
+        """Per-sample weights ``[M]`` and 0-d metrics from the 1-D scores ``[M]`` (statistics
+        over the rows where ``valid`` is true, or over every row when it is ``None``)."""
 
-    def _after_forward(
-        self, score: torch.Tensor, weights: torch.Tensor, metrics: dict[str, torch.Tensor]
-    ) -> None:
-        """Update buffers after a training forward (no-op unless a rule is stateful)."""
+    def update(self, stats: Mapping[str, torch.Tensor] | TensorDictBase) -> None:
+        """Update the rule's state from the output ``stats`` of a forward (here: nothing).
+
+        Call it once per training step, after the optimiser step; losses with a stateful
+        rule (DRPO's adaptive kappa) override it. ``forward`` never updates any state.
+        """
 
     # ----------------------------------------------------------------------- pieces
     @staticmethod
@@ -240,10 +294,31 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
             return score.shape[:-1]
         return score.shape
 
+    def _valid_rows(
+        self, tensordict: TensorDictBase, batch_shape: torch.Size
+    ) -> torch.Tensor | None:
+        """The bool ``[M]`` mask of the rows that count, ``None`` when no mask entry is there.
+
+        The entries are those TorchRL's ``_reduce_loss`` reads (``loss_mask_key``), ANDed.
+        """
+        valid = None
+        for key in self._loss_mask_keys():
+            mask = tensordict.get(key, default=None)
+            if mask is None:
+                continue
+            # Masks carry a trailing singleton like the rewards they accompany.
+            while mask.ndim > len(batch_shape) and mask.shape[-1] == 1:
+                mask = mask.squeeze(-1)
+            mask = mask.bool().expand(batch_shape).reshape(-1)
+            valid = mask if valid is None else valid & mask
+        return valid
+
     def _read_score(self, tensordict: TensorDictBase) -> torch.Tensor:
         if self.has_critic:
             key = self.tensor_keys.state_action_value
-            with self.critic_network_params.detach().to_module(self.critic_network):
+            # no_grad rather than detached parameters: a detached TensorDictParams builds
+            # new nn.Parameters, which torch.compile(fullgraph=True) cannot trace.
+            with torch.no_grad(), self.critic_network_params.to_module(self.critic_network):
                 critic_td = self.critic_network(
                     tensordict.select(*self.critic_network.in_keys, strict=False)
                 )
@@ -302,17 +377,29 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
             log_prob = log_prob.sum(tuple(range(nb, log_prob.ndim)))
         return log_prob
 
-    def _score_and_weights(self, tensordict: TensorDictBase):
+    def _valid_score(self, tensordict: TensorDictBase):
+        """``(score [M], valid [M] or None, batch shape)``; the score is 0 on invalid rows."""
         score = self._read_score(tensordict)
         batch_shape = self._batch_shape_of(score)
         flat_score = score.reshape(-1)
-        weights, metrics = self._weights(flat_score, tensordict)
+        valid = self._valid_rows(tensordict, batch_shape)
+        if valid is not None:
+            # Select, not multiply: a masked row may hold a non-finite score.
+            flat_score = torch.where(valid, flat_score, 0.0)
+        return flat_score, valid, batch_shape
+
+    def _score_and_weights(self, tensordict: TensorDictBase):
+        flat_score, valid, batch_shape = self._valid_score(tensordict)
+        weights, metrics = self._weights(flat_score, valid, tensordict)
         if weights.shape != flat_score.shape:
             raise ValueError(
                 f"{type(self).__name__}._weights returned shape {tuple(weights.shape)}, "
                 f"expected {tuple(flat_score.shape)} (one weight per sample)."
             )
-        return flat_score, batch_shape, weights.detach(), metrics
+        weights = weights.detach()
+        if valid is not None:
+            weights = torch.where(valid, weights, 0.0)
+        return flat_score, batch_shape, weights, metrics
 
     # ------------------------------------------------------------------------ public
     def weights(self, tensordict: TensorDictBase) -> torch.Tensor:
@@ -326,7 +413,7 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Compute ``loss_objective``, ``ess`` and the rule's metrics for a batch."""
-        score, batch_shape, weights, metrics = self._score_and_weights(tensordict)
+        _, batch_shape, weights, metrics = self._score_and_weights(tensordict)
         dist, work = self._distribution(tensordict)
         action = tensordict.get(self.tensor_keys.action, default=None)
         if action is None:
@@ -335,9 +422,7 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
             )
         log_prob = self._log_prob(dist, action, batch_shape)
         loss = -(weights.reshape(batch_shape) * log_prob)
-        loss = self._reduce_loss(loss)
-        if self.training and torch.is_grad_enabled():
-            self._after_forward(score, weights, metrics)
+        loss = self._reduce_loss(loss, tensordict)
         td_out = TensorDict(
             {"loss_objective": loss, "ess": effective_sample_size(weights), **metrics}
         )

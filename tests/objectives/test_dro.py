@@ -158,3 +158,25 @@ def test_top_fraction_validation():
         top_fraction_mask(torch.randn(4), 0.5, groups=torch.zeros(4))
     with pytest.raises(ValueError, match="integer ids"):
         top_fraction_mask(torch.randn(4), 0.5, groups=torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_top_fraction_mask_on_valid_samples_equals_the_valid_samples_alone(with_groups):
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(20, generator=g)
+    groups = torch.randint(4, (20,), generator=g) if with_groups else None
+    valid = torch.rand(20, generator=g) < 0.6
+    valid[0] = False  # an invalid sample with the largest score is never kept
+    scores[0] = 10.0
+    kept, threshold = top_fraction_mask(scores, 0.3, groups, valid)
+    alone, alone_threshold = top_fraction_mask(
+        scores[valid], 0.3, None if groups is None else groups[valid]
+    )
+    assert not kept[~valid].any()
+    assert torch.equal(kept[valid], alone)
+    assert torch.equal(threshold[valid], alone_threshold)
+
+
+def test_top_fraction_mask_rejects_a_mask_that_is_not_bool():
+    with pytest.raises(ValueError, match="bool mask"):
+        top_fraction_mask(torch.rand(4), 0.5, valid=torch.ones(4))

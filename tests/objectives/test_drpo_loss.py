@@ -12,7 +12,7 @@ from torch import nn
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 from torchrl.objectives import BCLoss
 
-from drpo_rl.objectives import DRPOLoss
+from drpo_rl.objectives import DRPOLoss, top_fraction_mask
 
 OBS, ACT = 4, 3
 REWARDS = [0.1, 0.9, 0.5, 0.3, 0.7, 0.2]
@@ -186,32 +186,34 @@ def test_adaptive_rule_moves_kappa_the_right_way(batch_fn, factor):
     narrow = out["kept_score_std"] < 0.5 * out["batch_score_std"]
     assert bool(narrow) == (factor > 1)
     torch.testing.assert_close(out["kappa"], torch.tensor(0.5))
+    torch.testing.assert_close(loss.kappa, torch.tensor(0.5))  # the forward is pure
+    loss.update(out)
     torch.testing.assert_close(loss.kappa, torch.tensor(0.5 * factor))
 
 
-def test_adaptive_kappa_is_clipped_and_frozen_outside_training():
+def test_adaptive_kappa_is_clipped_and_only_moved_by_update():
     loss = DRPOLoss(mlp_actor(), kappa=0.495, kappa_max=0.5)
-    loss(narrow_top_batch())  # keeps 3 of 8: the tight cluster, kappa grows past the cap
-    assert loss.kappa == 0.5
+    loss.update(loss(narrow_top_batch()))  # keeps 3 of 8: the tight cluster, kappa grows
+    assert loss.kappa == 0.5  # past the cap: clipped
     loss.kappa = 0.051
     # K = 5 of 100 rows holds two outliers: the kept spread is wide, kappa shrinks to the floor.
-    loss(make_batch([100.0, 50.0] + [1.0] * 98))
+    loss.update(loss(make_batch([100.0, 50.0] + [1.0] * 98)))
     assert loss.kappa == pytest.approx(0.05)
     loss.kappa = 0.3
-    with torch.no_grad():
-        loss(wide_top_batch())
+    for _ in range(3):  # forwards alone, in any mode, change nothing
+        loss(wide_top_batch())["loss_objective"].backward()
     loss.eval()
     loss(wide_top_batch())
     assert loss.kappa == pytest.approx(0.3)
     fixed = DRPOLoss(mlp_actor(), kappa=0.3, adaptive=False)
-    fixed(wide_top_batch())
+    fixed.update(fixed(wide_top_batch()))
     assert fixed.kappa == pytest.approx(0.3)
 
 
 def test_kappa_is_a_buffer_in_state_dict_and_settable():
     loss = DRPOLoss(mlp_actor(seed=0), kappa=0.5)
     for _ in range(3):
-        loss(wide_top_batch())
+        loss.update(loss(wide_top_batch()))
     state = loss.state_dict()
     assert "kappa" in state and state["kappa"] == pytest.approx(0.5 * 0.98**3)
     other = DRPOLoss(mlp_actor(seed=9), kappa=0.2)
@@ -305,6 +307,47 @@ def test_group_filter_within_each_user():
         loss(bad)
 
 
+def test_groups_that_keep_only_their_boundary_row_are_reported():
+    # Four 4-row users: kappa 0.49 keeps floor(1.96) = 1 row per user, its best, which is
+    # also its threshold: every weight is 0 and the diagnostic says so for every group.
+    rewards = torch.rand(16, generator=torch.Generator().manual_seed(0)).tolist()
+    data = make_batch(rewards)
+    data["user_id"] = torch.arange(16) // 4
+    loss = DRPOLoss(mlp_actor(), kappa=0.49)
+    loss.set_keys(group="user_id")
+    out = loss(data)
+    torch.testing.assert_close(out["kept_fraction"], torch.tensor(0.25))
+    assert out["weightless_groups"] == 1 and out["ess"] == 0 and out["loss_objective"] == 0
+    scores = data["next", "reward"].squeeze(-1)
+    kept, _ = top_fraction_mask(scores, 0.49, data["user_id"])
+    best = scores.reshape(4, 4).argmax(-1) + torch.arange(0, 16, 4)
+    assert kept.nonzero().squeeze(-1).tolist() == best.tolist()  # each user's best row
+    # kappa 0.5 keeps 2 rows per user: each user's best row now clears its threshold.
+    loss.kappa = 0.5
+    out = loss(data)
+    assert out["weightless_groups"] == 0 and out["ess"] > 0
+    # One user of four with tied rewards: a quarter of the groups carries no weight.
+    tied = data.clone()
+    tied["next", "reward"][:4] = 0.5
+    torch.testing.assert_close(loss(tied)["weightless_groups"], torch.tensor(0.25))
+    # Without groups the batch is one group.
+    plain = DRPOLoss(mlp_actor(), kappa=0.5)
+    assert plain(data)["weightless_groups"] == 0
+    assert plain(make_batch([1.0] * 8))["weightless_groups"] == 1
+
+
+def test_two_identical_calls_give_identical_outputs():
+    loss = DRPOLoss(mlp_actor(), kappa=0.5)
+    data = make_batch(REWARDS)
+    first = loss(data)
+    first["loss_objective"].backward()
+    second = loss(data)
+    for key in loss.out_keys:
+        assert torch.equal(first[key], second[key]), key
+    loss.update(second)
+    assert loss.kappa != 0.5 and not torch.equal(loss(data)["kappa"], first["kappa"])
+
+
 # ------------------------------------------------------------------------ conventions
 def test_constructor_validation():
     actor = mlp_actor()
@@ -334,6 +377,7 @@ def test_keys_and_outputs():
         "kept_fraction",
         "kept_score_std",
         "batch_score_std",
+        "weightless_groups",
     ]
     with pytest.raises(ValueError, match="not an accepted tensordict key"):
         loss.set_keys(advantage="adv")
@@ -353,30 +397,6 @@ def test_keys_and_outputs():
     assert all(v.shape == () for v in out.values())
 
 
-def test_kwargs_call_equals_tensordict_call_and_input_untouched():
-    loss = DRPOLoss(mlp_actor(), adaptive=False)
-    data = make_batch(REWARDS)
-    before = data.clone()
-    out = loss(data)
-    assert (data == before).all() and set(data.keys(True)) == set(before.keys(True))
-    values = loss(
-        observation=data["observation"], action=data["action"], next_reward=data["next", "reward"]
-    )
-    for key, value in zip(loss.out_keys, values, strict=True):
-        torch.testing.assert_close(value, out[key])
-
-
-def test_gradients_only_on_actor_parameters():
-    loss = DRPOLoss(mlp_actor())
-    data = make_batch(REWARDS)
-    data["observation"].requires_grad_(True)
-    loss(data)["loss_objective"].backward()
-    params = dict(loss.named_parameters())
-    assert params and all(n.startswith("actor_network_params") for n in params)
-    assert all(p.grad is not None for p in params.values())
-    assert "kappa" in dict(loss.named_buffers())
-
-
 def test_reproducible_under_seed():
     def run():
         loss = DRPOLoss(mlp_actor(seed=4))
@@ -385,9 +405,11 @@ def test_reproducible_under_seed():
             data = make_batch(
                 torch.rand(16, generator=torch.Generator().manual_seed(step)).tolist()
             )
-            loss(data)["loss_objective"].backward()
+            out = loss(data)
+            out["loss_objective"].backward()
             opt.step()
             opt.zero_grad()
+            loss.update(out)
         return loss.kappa.clone(), torch.cat([p.detach().flatten() for p in loss.parameters()])
 
     (k1, p1), (k2, p2) = run(), run()
@@ -402,20 +424,23 @@ def compiled_matches_eager(backend):
 
     eager_loss, eager_opt = make()
     loss, opt = make()
-    # The loss forward (filter, weights, log-prob, in-place kappa update) is one graph;
-    # backward runs through AOTAutograd's compiled backward. The optimizer stays eager:
-    # torch.optim inserts graph breaks of its own by design.
+    # The loss forward (filter, weights, log-prob) is one graph, and so is the in-place
+    # kappa update; backward runs through AOTAutograd's compiled backward. The optimizer
+    # stays eager: torch.optim inserts graph breaks of its own by design.
     forward = torch.compile(loss, fullgraph=True, backend=backend)
+    update = torch.compile(loss.update, fullgraph=True, backend=backend)
     batches = [narrow_top_batch(), wide_top_batch(), narrow_top_batch()]
     for data in batches:
         out = forward(data)
         out["loss_objective"].backward()
         opt.step()
         opt.zero_grad()
+        update(out)
         ref = eager_loss(data)
         ref["loss_objective"].backward()
         eager_opt.step()
         eager_opt.zero_grad()
+        eager_loss.update(ref)
         for key in loss.out_keys:
             torch.testing.assert_close(out[key], ref[key], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(loss.kappa, eager_loss.kappa)

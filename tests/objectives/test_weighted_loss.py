@@ -17,7 +17,7 @@ class ScoreAsWeight(WeightedLogLikelihoodLoss):
 
     metric_keys = ("weight_sum",)
 
-    def _weights(self, score, tensordict):
+    def _weights(self, score, valid, tensordict):
         return score * 1.0, {"weight_sum": score.sum()}
 
 
