@@ -24,6 +24,7 @@ import envs
 from drpo_rl.algorithms import build
 from drpo_rl.data import OfflineLogs, generate_logs
 from drpo_rl.evaluation import evaluate, evaluation_env
+from envs.common.checks import check_int
 
 
 def main(cfg: DictConfig, algorithm: str) -> None:
@@ -36,9 +37,7 @@ def main(cfg: DictConfig, algorithm: str) -> None:
     # The simulated users of the logs and of the evaluation: one checked name + overrides.
     env_spec = envs.EnvSpec(cfg.env.name, OmegaConf.to_container(cfg.env.config))
     torch.manual_seed(cfg.env.seed)
-    steps = cfg.optim.gradient_steps
-    if steps < 1:
-        raise ValueError(f"optim.gradient_steps: expected an integer >= 1, got {steps}")
+    steps = check_int("optim.gradient_steps", cfg.optim.gradient_steps)
 
     logger = None
     if cfg.logger.backend:

@@ -22,8 +22,16 @@ from drpo_rl.algorithms.torchrl_baselines import (
     build_iql,
     build_ppo,
 )
-from drpo_rl.algorithms.weighted import LOSS_OPTIONS, build_advantage, build_drpo, build_drpo_q
+from drpo_rl.algorithms.weighted import (
+    DRPO_OPTIONS,
+    DRPO_Q_OPTIONS,
+    build_advantage,
+    build_drpo,
+    build_drpo_q,
+)
 from drpo_rl.models import PolicySpecs
+from drpo_rl.objectives import APGLoss, AsymReLoss, AWRLoss, CRRLoss, DRPOLoss
+from envs.common.checks import check_int, check_number
 
 __all__ = ["ALGORITHMS", "Entry", "build", "list_algorithms", "offline_algorithms", "options"]
 
@@ -53,15 +61,15 @@ class Entry:
 
 
 ALGORITHMS: dict[str, Entry] = {
-    "drpo": Entry(build_drpo, {"weighting": "drpo"}, LOSS_OPTIONS["drpo"]),
-    "drpo-exp": Entry(build_drpo, {"weighting": "exp"}, LOSS_OPTIONS["drpo-exp"]),
-    "adapt-bc": Entry(build_drpo, {"weighting": "uniform"}, LOSS_OPTIONS["adapt-bc"]),
-    "drpo-q": Entry(build_drpo_q, loss_options=LOSS_OPTIONS["drpo-q"]),
+    "drpo": Entry(build_drpo, {"weighting": "drpo"}, (DRPOLoss, DRPO_OPTIONS)),
+    "drpo-exp": Entry(build_drpo, {"weighting": "exp"}, (DRPOLoss, DRPO_OPTIONS)),
+    "adapt-bc": Entry(build_drpo, {"weighting": "uniform"}, (DRPOLoss, DRPO_OPTIONS)),
+    "drpo-q": Entry(build_drpo_q, loss_options=(DRPOLoss, DRPO_Q_OPTIONS)),
     "bc": Entry(build_bc),
-    "apg": Entry(build_advantage, {"rule": "apg"}, LOSS_OPTIONS["apg"]),
-    "awr": Entry(build_advantage, {"rule": "awr"}, LOSS_OPTIONS["awr"]),
-    "crr": Entry(build_advantage, {"rule": "crr"}, LOSS_OPTIONS["crr"]),
-    "asymre": Entry(build_advantage, {"rule": "asymre"}, LOSS_OPTIONS["asymre"]),
+    "apg": Entry(build_advantage, {"rule": "apg"}, (APGLoss, None)),
+    "awr": Entry(build_advantage, {"rule": "awr"}, (AWRLoss, None)),
+    "crr": Entry(build_advantage, {"rule": "crr"}, (CRRLoss, None)),
+    "asymre": Entry(build_advantage, {"rule": "asymre"}, (AsymReLoss, None)),
     "bppo": Entry(build_bppo),
     "iql": Entry(build_iql),
     "cql": Entry(build_cql),
@@ -141,12 +149,8 @@ def options(name: str) -> dict:
 def _check_common(resolved: dict) -> None:
     """The shared options' ranges, checked before any network is built."""
     for key in ("batch_size", "num_cells", "depth"):
-        value = resolved[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key}: expected an integer >= 1, got {value!r}")
-    lr = resolved["lr"]
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 < lr < float("inf"):
-        raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
+        check_int(key, resolved[key])
+    check_number("lr", resolved["lr"], minimum=0, strict=True)
     if resolved["head"] not in _HEADS:
         raise ValueError(f"head: expected one of {', '.join(_HEADS)}, got {resolved['head']!r}")
 

@@ -21,21 +21,21 @@ from drpo_rl.objectives.crr import CRRLoss
 from drpo_rl.objectives.drpo import DRPOLoss
 from envs.common.checks import check_choice
 
-__all__ = ["ADVANTAGE_LOSSES", "LOSS_OPTIONS", "build_advantage", "build_drpo", "build_drpo_q"]
+__all__ = [
+    "ADVANTAGE_LOSSES",
+    "DRPO_OPTIONS",
+    "DRPO_Q_OPTIONS",
+    "build_advantage",
+    "build_drpo",
+    "build_drpo_q",
+]
 
 ADVANTAGE_LOSSES = {"apg": APGLoss, "awr": AWRLoss, "crr": CRRLoss, "asymre": AsymReLoss}
 
-# The DRPOLoss options the registry exposes (DRPO-Q: the filter's, on Q instead of reward).
-_DRPO_OPTIONS = ("kappa", "adaptive", "adapt_lambda", "kappa_min", "beta", "weight_cap")
-_DRPO_Q_OPTIONS = ("kappa", "adaptive", "adapt_lambda", "kappa_min")
-
-# Registry entries whose options are keywords of a loss class, with the loss's own defaults
-# (one place for each default): entry -> (loss class, the keywords exposed; None: all).
-LOSS_OPTIONS = {
-    **{name: (loss, None) for name, loss in ADVANTAGE_LOSSES.items()},
-    **{name: (DRPOLoss, _DRPO_OPTIONS) for name in ("drpo", "drpo-exp", "adapt-bc")},
-    "drpo-q": (DRPOLoss, _DRPO_Q_OPTIONS),
-}
+# The DRPOLoss keywords the registry exposes as hyper-parameters, with the loss's own
+# defaults (DRPO-Q: the filter's, on Q instead of reward).
+DRPO_OPTIONS = ("kappa", "adaptive", "adapt_lambda", "kappa_min", "beta", "weight_cap")
+DRPO_Q_OPTIONS = ("kappa", "adaptive", "adapt_lambda", "kappa_min")
 
 
 def build_drpo(
