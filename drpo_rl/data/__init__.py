@@ -11,6 +11,7 @@ from drpo_rl.data.behavior import (
     SuboptimalPolicy,
 )
 from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs
+from drpo_rl.data.distributions import ItemDistribution, PointMass
 from drpo_rl.data.generate import LOG_KEYS, generate_logs
 from drpo_rl.data.layout import BEHAVIOR_AGENT_KEY, BEHAVIOR_LOG_PROB_KEY
 from drpo_rl.data.loaders import (
@@ -37,7 +38,9 @@ __all__ = [
     "BehaviorMixture",
     "EpsilonOraclePolicy",
     "ExpertPolicy",
+    "ItemDistribution",
     "OfflineLogs",
+    "PointMass",
     "ParsedLogs",
     "RandomPolicy",
     "SuboptimalPolicy",
