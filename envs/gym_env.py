@@ -101,10 +101,10 @@ class SimulatedUsersGymEnv(gym.Env):
     | `privileged`  | ()      | adds privileged truth to `info` (below)                     |
     | `**overrides` |         | fields of the env's config (`num_items`, `max_length`, ...) |
 
-    `info` holds, after a step, "item" (int, the item shown); with
-    `privileged=("latent_reward",)` also "latent_reward" (its noiseless reward), with
-    `("oracle",)` "oracle_item" and "oracle_reward", with `("item_rewards",)` the full
-    table [N] (these two after reset and step).
+    `info` holds "item" (np.int64, the item shown; -1 after reset); with
+    `privileged=("latent_reward",)` also "latent_reward" (its noiseless reward, 0 after
+    reset), with `("oracle",)` "oracle_item" and "oracle_reward", with `("item_rewards",)`
+    the full table [N]: the same keys after reset and step, as the core's outputs.
 
     ## Vectorized environment
 
@@ -124,7 +124,7 @@ class SimulatedUsersGymEnv(gym.Env):
         >>> obs.shape, int(info["oracle_item"]) in range(10)
         ((16,), True)
         >>> obs, reward, terminated, truncated, info = env.step(3)
-        >>> info["item"], terminated, truncated, 0.0 <= reward <= 1.0
+        >>> int(info["item"]), terminated, truncated, 0.0 <= reward <= 1.0
         (3, True, False, True)
         >>> env.render()  # doctest: +ELLIPSIS
         'step 1 | item 3 | reward ... | return ... | recent [3]'
@@ -158,7 +158,12 @@ class SimulatedUsersGymEnv(gym.Env):
         self._started, self._ended = True, False
         self._steps, self._return, self._last = 0, 0.0, None
         self._recent.clear()
-        return self.core._observation()[0].numpy(), privileged_info(self.core, 0)
+        # The step's keys too, as the core's reset gives them: no item shown yet.
+        info = {"item": np.int64(-1)}
+        if self._latent_in_info:
+            info["latent_reward"] = np.float32(0.0)
+        info |= privileged_info(self.core, 0)
+        return self.core._observation()[0].numpy(), info
 
     def step(self, action):
         if self._ended or not self._started:
@@ -178,9 +183,10 @@ class SimulatedUsersGymEnv(gym.Env):
         self._return += reward
         self._last = (shown, reward)
         self._recent.append(shown)
-        info = {"item": shown}
+        # numpy scalars, which TorchRL's info readers and Gymnasium's vector infos batch.
+        info = {"item": np.int64(shown)}
         if self._latent_in_info:
-            info["latent_reward"] = latent[0]
+            info["latent_reward"] = np.float32(latent[0])
         info |= privileged_info(self.core, 0)
         # The session length limit is part of the user's (observed) dynamics, so reaching
         # it terminates the episode; nothing truncates inside the env.

@@ -33,11 +33,11 @@ class SimulatedUsersVectorEnv(VectorEnv):
     | DISABLED            | wait for `reset(options={"reset_mask": ...})`; stepping them   |
     |                     | raises `gymnasium.error.ResetNeeded`                           |
 
-    `info` follows Gymnasium's vector convention, with the keys of
+    `info` follows Gymnasium's vector convention, with the keys and masks of
     `make_vec(id, vectorization_mode="sync")` in the same mode: each entry of the single
     env's info (`SimulatedUsersGymEnv`: "item", and "latent_reward", "oracle_item", ...
-    when asked with `privileged=`) as an array over users, with its mask "_<key>" (False
-    where a user started anew this step, whose entries are those of a reset).
+    when asked with `privileged=`) as an array over users with its mask "_<key>"; users
+    who started anew within the step show a reset's entries ("item" -1).
 
     Rows and seeds: `reset(seed=s)` seeds one generator for all users, so row i is row i
     of `make_env(name, num_envs=B, seed=s)`; in `make_vec(..., "sync")` row i is instead
@@ -56,8 +56,8 @@ class SimulatedUsersVectorEnv(VectorEnv):
         >>> reward.shape, terminated.tolist(), info["item"].tolist()
         ((3,), [True, True, True], [1, 2, 3])
         >>> obs, reward, terminated, truncated, info = vec.step(np.array([1, 2, 3]))
-        >>> reward.tolist(), terminated.tolist(), "item" in info  # new users, no item shown
-        ([0.0, 0.0, 0.0], [False, False, False], False)
+        >>> reward.tolist(), terminated.tolist(), info["item"].tolist()  # new users
+        ([0.0, 0.0, 0.0], [False, False, False], [-1, -1, -1])
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -112,9 +112,9 @@ class SimulatedUsersVectorEnv(VectorEnv):
             self._ended[:] = False
         self._any_ended = bool(self._ended.any())
         self._started = True
-        return _numpy(self.core._observation()), self._masked(
-            privileged_info(self.core, slice(None))
-        )
+        fresh = np.ones(self.num_envs, dtype=np.bool_)
+        info = self._masked(self._reset_entries(fresh) | privileged_info(self.core, slice(None)))
+        return _numpy(self.core._observation()), info
 
     def step(self, actions):
         if not self._started:
@@ -150,9 +150,8 @@ class SimulatedUsersVectorEnv(VectorEnv):
             terminated = terminated & ~started
         self._ended = terminated
         self._any_ended = bool(terminated.any())
-        info = self._masked(step_info, ~started) | self._masked(
-            privileged_info(self.core, slice(None))
-        )
+        info = self._masked(_merged(step_info, self._reset_entries(started), started))
+        info |= self._masked(privileged_info(self.core, slice(None)))
         return _numpy(self.core._observation()), reward, terminated, _false(terminated), info
 
     def _step_same(self, reward, terminated, step_info):
@@ -170,9 +169,16 @@ class SimulatedUsersVectorEnv(VectorEnv):
             }
             self.core._arrive(torch.as_tensor(terminated, device=self.core.device))
             obs = _numpy(self.core._observation())
-        info |= self._masked(step_info, ~terminated)
+        info |= self._masked(_merged(step_info, self._reset_entries(terminated), terminated))
         info |= self._masked(privileged_info(self.core, slice(None)))
         return obs, reward, terminated, _false(terminated), info
+
+    def _reset_entries(self, fresh: np.ndarray) -> dict[str, np.ndarray]:
+        """The step's info entries of users who just started (no item shown yet)."""
+        entries = {"item": np.full(self.num_envs, -1, dtype=np.int64)}
+        if self._latent_in_info:
+            entries["latent_reward"] = np.zeros(self.num_envs, dtype=np.float32)
+        return entries
 
     def _masked(self, entries: dict[str, Any], mask: np.ndarray | None = None) -> dict[str, Any]:
         """`entries` with Gymnasium's "_<key>" masks (all True when `mask` is None); none
@@ -185,6 +191,13 @@ class SimulatedUsersVectorEnv(VectorEnv):
         for key, value in entries.items():
             out[key], out[f"_{key}"] = value, mask
         return out
+
+
+def _merged(step: dict, fresh: dict, mask: np.ndarray) -> dict:
+    """The step's entries, with those of a reset where `mask` (users who started anew)."""
+    if not mask.any():
+        return step
+    return {key: np.where(mask, fresh[key], value) for key, value in step.items()}
 
 
 def _checked_mode(mode: AutoresetMode | str) -> AutoresetMode:

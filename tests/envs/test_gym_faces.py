@@ -108,12 +108,12 @@ def test_vector_env_matches_batched_core_and_resets_same_step():
 
 def step_entry(info, key):
     """A step's info entry for every user of a SAME_STEP vector env (Gymnasium's layout:
-    the ended users' entries are in info["final_info"])."""
-    rows = [info, info.get("final_info", {})]
-    values = [part[key] for part in rows if key in part]
-    masks = [part[f"_{key}"] for part in rows if key in part]
-    assert np.logical_xor.reduce(masks).all() and np.sum(masks, axis=0).max() == 1
-    return np.select(masks, values)
+    where a user's episode ended, info holds its new start and info["final_info"] the step)."""
+    if "final_info" not in info:
+        return info[key]
+    ended = info["_final_info"]
+    np.testing.assert_array_equal(info["final_info"][f"_{key}"], ended)
+    return np.where(ended, info["final_info"][key], info[key])
 
 
 def test_vector_env_partial_reset_option():
