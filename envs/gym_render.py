@@ -72,7 +72,14 @@ class SessionPicture:
             xy = self._project(self._embeddings[torch.tensor(recent)])
             ax.plot(*xy.T, "-o", c="tab:blue", ms=5, lw=1, label="recent items")
             for k, (x, y) in enumerate(xy):
-                ax.annotate(str(recent[k]), (x, y), fontsize=7, color="tab:blue")
+                ax.annotate(
+                    str(recent[k]),
+                    (x, y),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="tab:blue",
+                )
             ax.scatter(*xy[-1], s=120, c="tab:red", label="recommended", zorder=3)
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import NormalizeObservation
 from stable_baselines3 import PPO
@@ -65,11 +66,16 @@ def test_sb3_ppo_and_make_vec_env_from_the_string_id():
 
 
 def test_render_modes_follow_gymnasium():
-    assert gym.spec("drpo_rl/UserSession-v0").entry_point
+    for mode in ("rgb_array", "ansi"):
+        env = gym.make("drpo_rl/UserSession-v0", render_mode=mode, num_items=20)
+        with warnings.catch_warnings():
+            # The noisy preference has no finite bounds (Gymnasium's checker advises them).
+            warnings.filterwarnings("ignore", message=r".*Box observation space")
+            gym_check_env(env.unwrapped, skip_render_check=False)
     env = gym.make("drpo_rl/UserSession-v0", render_mode="ansi", max_length=5)
     env.reset(seed=0)
     env.step(7)
-    _, reward, *_ = env.step(9)
+    env.step(9)
     text = env.render()
     assert text.startswith("step 2 | item 9 | reward ") and text.endswith("recent [7, 9]")
     with pytest.raises(gym.error.UnsupportedMode, match=r"rgb_array.*ansi.*'human'"):
@@ -100,22 +106,25 @@ def test_make_vec_autoreset_modes(mode):
         **SESSION,
     )
     assert vec.metadata["autoreset_mode"] is mode
-    obs, _ = vec.reset(seed=0)
-    rewards = []
+    # Three-step sessions: where they end, and where the new users' first step is seen
+    # (the observation's last entry is the step fraction: 0 for a new user).
+    ends = [2] if mode is AutoresetMode.NEXT_STEP else [2, 5]
+    vec.reset(seed=0)
     for step in range(6):
         if mode is AutoresetMode.DISABLED and step == 3:
             with pytest.raises(gym.error.ResetNeeded, match="reset_mask"):
                 vec.step(np.array([1, 2, 3]))
             obs, _ = vec.reset(options={"reset_mask": np.ones(3, dtype=bool)})
+            assert (obs[:, -1] == 0).all()
         obs, reward, terminated, truncated, info = vec.step(np.array([1, 2, 3]))
-        rewards.append(reward)
-        assert (
-            terminated.tolist() == [step % 3 == 2] * 3
-            if mode is not AutoresetMode.NEXT_STEP
-            else terminated.tolist() == [step == 2] * 3
-        )
-    if mode is AutoresetMode.NEXT_STEP:
-        assert (rewards[3] == 0).all()  # the step after the end starts new users
+        assert terminated.tolist() == [step in ends] * 3 and not truncated.any()
+        if mode is AutoresetMode.NEXT_STEP and step == 3:
+            # The step after the end starts new users, ignoring their actions.
+            assert (reward == 0).all() and (obs[:, -1] == 0).all()
+            assert info["item"].tolist() == [-1, -1, -1]
+        if mode is AutoresetMode.SAME_STEP and step == 2:
+            assert (obs[:, -1] == 0).all() and (info["final_obs"][:, -1] == 1).all()
+            assert info["final_info"]["item"].tolist() == [1, 2, 3]
 
 
 def test_make_vec_default_mode_takes_gymnasium_observation_wrappers():
