@@ -112,8 +112,7 @@ class SimulatedUsersVectorEnv(VectorEnv):
             self._ended[:] = False
         self._any_ended = bool(self._ended.any())
         self._started = True
-        fresh = np.ones(self.num_envs, dtype=np.bool_)
-        info = self._masked(self._reset_entries(fresh) | privileged_info(self.core, slice(None)))
+        info = self._masked(self._reset_entries() | privileged_info(self.core, slice(None)))
         return _numpy(self.core._observation()), info
 
     def step(self, actions):
@@ -134,7 +133,7 @@ class SimulatedUsersVectorEnv(VectorEnv):
         if mode is AutoresetMode.NEXT_STEP:
             return self._step_next(reward, terminated, step_info)
         if mode is AutoresetMode.SAME_STEP:
-            return self._step_same(reward, terminated, step_info)
+            return self._step_same(reward, terminated, leaves, step_info)
         self._ended = terminated
         self._any_ended = bool(terminated.any())
         info = self._masked(step_info | privileged_info(self.core, slice(None)))
@@ -150,11 +149,11 @@ class SimulatedUsersVectorEnv(VectorEnv):
             terminated = terminated & ~started
         self._ended = terminated
         self._any_ended = bool(terminated.any())
-        info = self._masked(_merged(step_info, self._reset_entries(started), started))
+        info = self._masked(_merged(step_info, self._reset_entries(), started))
         info |= self._masked(privileged_info(self.core, slice(None)))
         return _numpy(self.core._observation()), reward, terminated, _false(terminated), info
 
-    def _step_same(self, reward, terminated, step_info):
+    def _step_same(self, reward, terminated, leaves, step_info):
         obs = _numpy(self.core._observation())
         info: dict[str, Any] = {}
         if terminated.any():
@@ -167,13 +166,13 @@ class SimulatedUsersVectorEnv(VectorEnv):
                 "final_info": self._masked(final_info, terminated),
                 "_final_info": terminated,
             }
-            self.core._arrive(torch.as_tensor(terminated, device=self.core.device))
+            self.core._arrive(leaves)
             obs = _numpy(self.core._observation())
-        info |= self._masked(_merged(step_info, self._reset_entries(terminated), terminated))
+        info |= self._masked(_merged(step_info, self._reset_entries(), terminated))
         info |= self._masked(privileged_info(self.core, slice(None)))
         return obs, reward, terminated, _false(terminated), info
 
-    def _reset_entries(self, fresh: np.ndarray) -> dict[str, np.ndarray]:
+    def _reset_entries(self) -> dict[str, np.ndarray]:
         """The step's info entries of users who just started (no item shown yet)."""
         entries = {"item": np.full(self.num_envs, -1, dtype=np.int64)}
         if self._latent_in_info:

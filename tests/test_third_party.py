@@ -252,6 +252,9 @@ def test_torchrl_wrappings_read_the_same_keys():
     assert set(one.keys(True, True)) == set(many.keys(True, True))
     assert many["next", "item_rewards"].shape == (3, 2, 20)
     assert ("next", "item") in set(one.keys(True, True))
+    # Every bandit step ends an episode: TorchRL takes the step's entries from final_info.
+    assert torch.equal(many["next", "item"], many["action"])
+    assert torch.equal(one["next", "item"], one["action"])
 
 
 def test_bc_loss_on_logged_item_ids():
