@@ -6,8 +6,8 @@ simulator core (`envs.dynamics`, pure batched torch functions):
 - `make_env(name, *, num_envs=1, device="cpu", seed=None, **config_fields)` and
   `list_envs()`: "RecSimBandit" (embedding action), "RecSimBanditDiscrete" (item id),
   "UserSession" (multi-step sessions), "FittedRatings" (sessions on users and items fitted
-  to a ratings file) and "MovieLens100K" (the same on MovieLens-100K, listed when the
-  `recbole` package that ships it is installed).
+  to a ratings file) and "MovieLens100K" (the same on MovieLens-100K, which the
+  `recbole` package ships; making it without recbole says what to install).
 - Gymnasium ids `drpo_rl/<name>-v0`, registered on import (entry point: one user;
   vector entry point: the batched core), also reachable as "envs:drpo_rl/<name>-v0".
 

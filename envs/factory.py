@@ -23,7 +23,7 @@ ENV_CLASSES: dict[str, type[SimulatedUsersEnv]] = {
     "RecSimBandit": RecSimBandit,
     "RecSimBanditDiscrete": RecSimBanditDiscrete,
     "UserSession": UserSession,
-    **fitted_env_classes(),  # FittedRatings; MovieLens100K where recbole's files are found
+    **fitted_env_classes(),  # FittedRatings, MovieLens100K (its data checked when made)
 }
 
 

@@ -399,7 +399,8 @@ class MovieLens100K(FittedRatings):
     The ratings are read from the ``recbole`` package (``pip install --no-deps
     recbole==1.2.1``), which ships them as ``dataset_example/ml-100k/ml-100k.inter``;
     ``ratings_path`` may point elsewhere. Gymnasium id ``drpo_rl/MovieLens100K-v0``,
-    registered when the file is found. All other arguments as `FittedRatings`.
+    always registered; without recbole and ``ratings_path``, making it raises a
+    ``FileNotFoundError`` that says what to install. All other arguments as `FittedRatings`.
 
     With recbole installed, ``envs.make_env("MovieLens100K", num_envs=2, seed=0)`` gives
     an env of 1682 items; elsewhere, or for another MovieLens file, pass its path:
@@ -433,9 +434,6 @@ class MovieLens100K(FittedRatings):
 
 
 def fitted_env_classes() -> dict[str, type[FittedRatings]]:
-    """The data-fitted envs to register: ``FittedRatings`` always, ``MovieLens100K`` when
-    the recbole files are found."""
-    classes: dict[str, type[FittedRatings]] = {"FittedRatings": FittedRatings}
-    if recbole_ml100k_path() is not None:
-        classes["MovieLens100K"] = MovieLens100K
-    return classes
+    """The data-fitted envs to register, all of them whatever is installed: an env whose
+    data is missing is listed and registered, and says what to install when made."""
+    return {"FittedRatings": FittedRatings, "MovieLens100K": MovieLens100K}

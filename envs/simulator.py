@@ -158,8 +158,15 @@ class SimulatedUsersEnv(EnvBase):
         device = self.device
         self.action_spec = self.action_kind.spec(self)
         obs_dim = max(part.stop for part in self.observation_layout.values())
+        low, high = self._observation_bounds()
         observations = {
-            "observation": Unbounded(shape=(b, obs_dim), dtype=torch.float32, device=device),
+            "observation": Bounded(
+                low.expand(b, obs_dim),
+                high.expand(b, obs_dim),
+                shape=(b, obs_dim),
+                dtype=torch.float32,
+                device=device,
+            ),
             # -1 after a reset: no item shown yet.
             "item": Bounded(-1, n - 1, shape=(b,), dtype=torch.int64, device=device),
         }
@@ -184,6 +191,24 @@ class SimulatedUsersEnv(EnvBase):
             shape=(b,),
             device=device,
         )
+
+    def _observation_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension (low, high) of "observation" [obs_dim], finite where known: the
+        preference is a unit vector plus the view's Gaussian noise (unbounded with noise),
+        recent items are catalogue embeddings or zeros, their rewards and the step
+        fraction lie in [0, 1]."""
+        layout, d = self.observation_layout, self.config.embedding_dim
+        obs_dim = max(part.stop for part in layout.values())
+        low = torch.zeros(obs_dim, device=self.device)
+        high = torch.ones(obs_dim, device=self.device)
+        reach = 1.0 if self.config.observation_noise == 0.0 else float("inf")
+        low[layout["preference"]], high[layout["preference"]] = -reach, reach
+        if "history_items" in layout:
+            embeddings = self.catalogue.embeddings
+            k = (layout["history_items"].stop - layout["history_items"].start) // d
+            low[layout["history_items"]] = embeddings.min(0).values.clamp(max=0.0).repeat(k)
+            high[layout["history_items"]] = embeddings.max(0).values.clamp(min=0.0).repeat(k)
+        return low, high
 
     def _set_seed(self, seed: int | None) -> None:
         if seed is None:

@@ -4,6 +4,7 @@ Every factory takes an env (its specs are read) or a :class:`PolicySpecs`.
 """
 
 from drpo_rl.models.actors import (
+    categorical_bc_module,
     make_actor,
     make_categorical_actor,
     make_gaussian_actor,
@@ -17,6 +18,7 @@ __all__ = [
     "BoundedNormalScale",
     "PolicySpecs",
     "TwoTowerScores",
+    "categorical_bc_module",
     "make_actor",
     "make_categorical_actor",
     "make_gaussian_actor",

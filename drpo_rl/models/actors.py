@@ -19,7 +19,13 @@ from drpo_rl.models.networks import BoundedNormalScale, TwoTowerScores, make_mlp
 from drpo_rl.models.specs import PolicySpecs
 from envs.common.checks import check_choice
 
-__all__ = ["make_actor", "make_categorical_actor", "make_gaussian_actor", "make_item_scores"]
+__all__ = [
+    "categorical_bc_module",
+    "make_actor",
+    "make_categorical_actor",
+    "make_gaussian_actor",
+    "make_item_scores",
+]
 
 
 def make_gaussian_actor(
@@ -137,6 +143,10 @@ def make_categorical_actor(
 
     Writes ``"logits"`` ``[..., num_items]`` and ``"action"`` (int64 item id).
 
+    For TorchRL's ``BCLoss`` give it :func:`categorical_bc_module` of this actor:
+    ``BCLoss(actor)`` on integer actions reads the prediction at ``"action"``, which is the
+    sampled item id here, and fails inside ``cross_entropy``.
+
     Examples:
         >>> from tensordict import TensorDict
         >>> actor = make_categorical_actor(PolicySpecs(obs_dim=16, num_items=30))
@@ -165,6 +175,34 @@ def make_categorical_actor(
         return_log_prob=return_log_prob,
         default_interaction_type=InteractionType.RANDOM,
     )
+
+
+def categorical_bc_module(actor: ProbabilisticActor) -> TensorDictModule:
+    """The item-id actor as TorchRL's ``BCLoss`` reads it: its logits network writing its
+    scores at ``"action"``, with the actor's own parameters (training one trains the other).
+
+    TorchRL 0.14's ``BCLoss`` takes, for integer (item id) actions, whatever the network
+    writes at the action key as the logits of ``cross_entropy``; a
+    :class:`~torchrl.modules.ProbabilisticActor` writes its sampled item there instead.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.objectives import BCLoss
+        >>> actor = make_categorical_actor(PolicySpecs(obs_dim=4, num_items=5))
+        >>> loss = BCLoss(categorical_bc_module(actor))
+        >>> logs = TensorDict(observation=torch.randn(8, 4), action=torch.randint(5, (8,)),
+        ...                   batch_size=[8])
+        >>> loss(logs)["loss_bc"].backward()
+        >>> actor.module[0].module[0].weight.grad is not None
+        True
+    """
+    scores = actor.module[0] if isinstance(actor, ProbabilisticActor) else None
+    if scores is None or "logits" not in scores.out_keys:
+        raise ValueError(
+            "actor: expected an item-id actor of make_categorical_actor (a ProbabilisticActor "
+            f"whose first module writes 'logits'), got {type(actor).__name__}"
+        )
+    return TensorDictModule(scores.module, in_keys=scores.in_keys, out_keys=["action"])
 
 
 def make_actor(env_or_specs, **kwargs) -> ProbabilisticActor:

@@ -8,17 +8,21 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from torchrl.data import TensorSpec, Unbounded
+from torchrl.data import Bounded, TensorSpec
 
 from envs import chunks
 from envs.actions.base import ActionKind, describe
 
 
 class EmbeddingAction(ActionKind):
-    """A float32 embedding [d] per user (spec `Unbounded`), shown as the item of highest
-    cosine similarity, found exactly over the catalogue in chunks of `env.chunk_size` items.
+    """A float32 embedding [d] per user, shown as the item of highest cosine similarity,
+    found exactly over the catalogue in chunks of `env.chunk_size` items.
 
-    The action's own norm scales its whole row of cosines, so it cannot change the item.
+    The action's own norm scales its whole row of cosines, so it cannot change the item:
+    the spec (TorchRL) and the space (Gymnasium) are both the box [-1, 1]^d, which reaches
+    every direction and is what Gymnasium's and Stable-Baselines3's checkers advise;
+    actions outside it are accepted (an item's own embedding, a Gaussian's sample). The
+    zero action has no direction and is refused.
 
     Example:
         >>> import torch
@@ -33,11 +37,9 @@ class EmbeddingAction(ActionKind):
 
     def spec(self, env: Any) -> TensorSpec:
         shape = (env.num_envs, env.config.embedding_dim)
-        return Unbounded(shape=shape, dtype=torch.float32, device=env.device)
+        return Bounded(-1.0, 1.0, shape=shape, dtype=torch.float32, device=env.device)
 
     def space(self, env: Any) -> spaces.Space:
-        # Decoding is by cosine, so the box reaches every item; Gymnasium's checker warns on
-        # infinite action bounds. Actions outside it are still accepted, as in the core.
         return spaces.Box(-1.0, 1.0, shape=(env.config.embedding_dim,), dtype=np.float32)
 
     def decode(self, action: Any, env: Any) -> torch.Tensor:
@@ -52,8 +54,15 @@ class EmbeddingAction(ActionKind):
                 f"action: expected an embedding of shape ({b}, {d}), got {describe(action)}"
             )
         action = action.to(device=env.device, dtype=torch.float32)
-        if not torch.isfinite(action).all():
-            raise ValueError("action: expected finite embedding values, got NaN or inf")
+        # One host synchronisation for both checks.
+        if not (torch.isfinite(action).all() & (action != 0).any(-1).all()):
+            if not torch.isfinite(action).all():
+                raise ValueError("action: expected finite embedding values, got NaN or inf")
+            zero = torch.nonzero(~(action != 0).any(-1)).flatten().tolist()
+            raise ValueError(
+                f"action: expected a non-zero embedding (its direction picks the item), got "
+                f"zero vectors for users {zero[:10]}"
+            )
         return nearest_items(action, env.catalogue.unit_embeddings, env.chunk_size)
 
     def encode(self, items: torch.Tensor, env: Any) -> torch.Tensor:

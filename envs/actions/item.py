@@ -22,7 +22,7 @@ class ItemAction(ActionKind):
         >>> env.action_kind.decode(torch.tensor([3, 12]), env)
         Traceback (most recent call last):
         ...
-        ValueError: action: expected item ids in [0, 9], got values from 3 to 12
+        ValueError: action: expected item ids in [0, 9], got 12
     """
 
     name = "item"
@@ -49,11 +49,9 @@ class ItemAction(ActionKind):
         if action.shape != (b,):
             raise ValueError(f"action: expected item ids of shape ({b},), got {describe(action)}")
         action = action.to(device=env.device, dtype=torch.int64)
-        if not ((action >= 0) & (action < n)).all():
-            raise ValueError(
-                f"action: expected item ids in [0, {n - 1}], got values from "
-                f"{int(action.min())} to {int(action.max())}"
-            )
+        outside = (action < 0) | (action >= n)
+        if outside.any():
+            raise ValueError(out_of_range(action[outside].tolist(), n))
         return action
 
     def encode(self, items: torch.Tensor, env: Any) -> torch.Tensor:
@@ -72,9 +70,14 @@ class ItemAction(ActionKind):
         # The range check in numpy, before the tensor exists: cheaper for one user.
         items = self.from_numpy(array, shape, env)
         n = env.config.num_items
-        low, high = np.min(array), np.max(array)
-        if low < 0 or high >= n:
-            raise ValueError(
-                f"action: expected item ids in [0, {n - 1}], got values from {low} to {high}"
-            )
+        array = np.asarray(array)
+        if np.min(array) < 0 or np.max(array) >= n:
+            raise ValueError(out_of_range(array[(array < 0) | (array >= n)].tolist(), n))
         return items
+
+
+def out_of_range(values: list[int], num_items: int) -> str:
+    """The message for item ids outside [0, num_items): the distinct ones, a few at most."""
+    distinct = sorted(set(values))
+    shown = ", ".join(str(v) for v in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
+    return f"action: expected item ids in [0, {num_items - 1}], got {shown}"

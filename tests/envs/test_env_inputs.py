@@ -14,7 +14,7 @@ from envs import RecSimConfig, UserSessionConfig, make_env
 @pytest.mark.parametrize(
     ("name", "action", "match"),
     [
-        ("RecSimBanditDiscrete", torch.tensor([0, 1, 100]), r"item ids in \[0, 99\].*0 to 100"),
+        ("RecSimBanditDiscrete", torch.tensor([0, 1, 100]), r"item ids in \[0, 99\], got 100$"),
         ("RecSimBanditDiscrete", torch.tensor([0, -1, 2]), r"item ids in \[0, 99\]"),
         ("RecSimBanditDiscrete", torch.tensor([0.0, 1.0, 2.0]), r"integer item ids \(int64\)"),
         ("RecSimBanditDiscrete", torch.tensor([True, False, True]), r"integer item ids"),
@@ -22,6 +22,7 @@ from envs import RecSimConfig, UserSessionConfig, make_env
         ("RecSimBandit", torch.zeros(3, 15), r"shape \(3, 16\).*\(3, 15\)"),
         ("RecSimBandit", torch.zeros(3, 16, dtype=torch.int64), r"floating-point embedding"),
         ("RecSimBandit", torch.full((3, 16), math.nan), r"finite"),
+        ("RecSimBandit", torch.zeros(3, 16), r"non-zero embedding.*users \[0, 1, 2\]"),
         ("UserSession", torch.tensor([0, 1, 200]), r"item ids in \[0, 99\]"),
     ],
 )

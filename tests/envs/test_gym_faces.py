@@ -65,7 +65,11 @@ def test_vector_env_matches_batched_core_and_resets_same_step():
     # Low patience: users leave at different steps, so same-step resets are partial.
     overrides = {"max_length": 6, "patience": 1.0, "privileged": PRIVILEGED}
     vec = gym.make_vec(
-        "drpo_rl/UserSession-v0", num_envs=6, vectorization_mode="vector_entry_point", **overrides
+        "drpo_rl/UserSession-v0",
+        num_envs=6,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        **overrides,
     )
     core = make_env("UserSession", num_envs=6, seed=5, **overrides)
     obs, info = vec.reset(seed=5)
@@ -83,10 +87,16 @@ def test_vector_env_matches_batched_core_and_resets_same_step():
         np.testing.assert_array_equal(reward, nxt["reward"][:, 0].numpy())
         np.testing.assert_array_equal(terminated, nxt["terminated"][:, 0].numpy())
         assert not truncated.any()
-        np.testing.assert_array_equal(info["item"], items)
-        np.testing.assert_array_equal(info["latent_reward"], nxt["latent_reward"][:, 0].numpy())
-        np.testing.assert_array_equal(info["final_obs"], nxt["observation"].numpy())
-        np.testing.assert_array_equal(info["_final_obs"], terminated)
+        # The shown item's entries: in info where the user stays, in final_info where done.
+        np.testing.assert_array_equal(step_entry(info, "item"), items)
+        latent = step_entry(info, "latent_reward")
+        np.testing.assert_array_equal(latent, nxt["latent_reward"][:, 0].numpy())
+        if terminated.any():
+            final_obs = info["final_obs"][terminated]
+            np.testing.assert_array_equal(final_obs, nxt["observation"].numpy()[terminated])
+            np.testing.assert_array_equal(info["_final_obs"], terminated)
+        else:
+            assert "final_obs" not in info
         # Same-step autoreset: the returned observation is the new user's where done.
         np.testing.assert_array_equal(obs, td_next["observation"].numpy())
         np.testing.assert_array_equal(info["item_rewards"], td_next["item_rewards"].numpy())
@@ -94,6 +104,16 @@ def test_vector_env_matches_batched_core_and_resets_same_step():
         partial_seen |= bool(terminated.any() and not terminated.all())
         td = td_next
     assert partial_seen
+
+
+def step_entry(info, key):
+    """A step's info entry for every user of a SAME_STEP vector env (Gymnasium's layout:
+    where a user's episode ended, info holds its new start and info["final_info"] the step)."""
+    if "final_info" not in info:
+        return info[key]
+    ended = info["_final_info"]
+    np.testing.assert_array_equal(info["final_info"][f"_{key}"], ended)
+    return np.where(ended, info["final_info"][key], info[key])
 
 
 def test_vector_env_partial_reset_option():
@@ -120,7 +140,10 @@ def test_torchrl_gymenv_wrapping(env_id):
 
 def test_torchrl_wraps_the_vector_env():
     vec = gym.make_vec(
-        "drpo_rl/RecSimBanditDiscrete-v0", num_envs=4, vectorization_mode="vector_entry_point"
+        "drpo_rl/RecSimBanditDiscrete-v0",
+        num_envs=4,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,  # TorchRL wraps only this mode
     )
     env = GymWrapper(vec, categorical_action_encoding=True)
     assert env.batch_size == torch.Size([4])
