@@ -51,7 +51,11 @@ def batched_rate(name: str, num_users: int, device: torch.device, seconds: float
 
 
 def gym_vector_rate(name: str, num_envs: int, mode: str, seconds: float) -> float:
-    vec = gym.make_vec(f"drpo_rl/{name}-v0", num_envs=num_envs, vectorization_mode=mode)
+    # SAME_STEP: a finished user is reset within its step, as in the batched core's loop
+    # (Gymnasium's default, NEXT_STEP, would spend every other bandit step on a reset).
+    same_step = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    options = same_step if mode == "vector_entry_point" else {"vector_kwargs": same_step}
+    vec = gym.make_vec(f"drpo_rl/{name}-v0", num_envs=num_envs, vectorization_mode=mode, **options)
     vec.action_space.seed(0)
     actions = [vec.action_space.sample() for _ in range(8)]
     vec.reset(seed=0)

@@ -7,7 +7,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from envs.factory import make_env
@@ -174,11 +173,7 @@ class SimulatedUsersGymEnv(gym.Env):
             )
         item = self.core.action_kind.decode_numpy(action, (), self.core)
         reward, latent, leaves = self.core._show(item)
-        # One conversion to Python numbers for the four scalars.
-        shown, reward, latent, leaves = torch.stack(
-            [item.double(), reward.double(), latent.double(), leaves.double()]
-        ).tolist()
-        shown, reward, self._ended = int(shown[0]), reward[0], bool(leaves[0])
+        shown, reward, self._ended = item.item(), reward.item(), leaves.item()
         self._steps += 1
         self._return += reward
         self._last = (shown, reward)
@@ -186,7 +181,7 @@ class SimulatedUsersGymEnv(gym.Env):
         # numpy scalars, which TorchRL's info readers and Gymnasium's vector infos batch.
         info = {"item": np.int64(shown)}
         if self._latent_in_info:
-            info["latent_reward"] = np.float32(latent[0])
+            info["latent_reward"] = np.float32(latent.item())
         info |= privileged_info(self.core, 0)
         # The session length limit is part of the user's (observed) dynamics, so reaching
         # it terminates the episode; nothing truncates inside the env.

@@ -24,8 +24,9 @@ class RecSimBandit(SimulatedUsersEnv):
 
     ## Action Space
 
-    An embedding, float32 tensor of shape `(num_envs, d)` (spec `Unbounded`), decoded to the
-    catalogue item of highest cosine similarity (its norm does not matter).
+    An embedding, float32 tensor of shape `(num_envs, d)` (spec `Bounded(-1, 1)`, the box
+    that reaches every item; larger values are accepted too), decoded to the catalogue
+    item of highest cosine similarity (its norm does not matter).
     `RecSimBanditDiscrete` takes the item id instead. A wrong shape or dtype, or a NaN, raises
     `ValueError` saying what was expected.
 

@@ -21,7 +21,7 @@ from torchrl.objectives.utils import ValueEstimators
 
 from drpo_rl.algorithms.algorithm import AlgorithmParts, loss_compute
 from drpo_rl.algorithms.networks import NetworkOptions
-from drpo_rl.models import PolicySpecs
+from drpo_rl.models import PolicySpecs, categorical_bc_module
 
 __all__ = ["build_bc", "build_bppo", "build_cql", "build_iql", "build_ppo", "make_iql_loss"]
 
@@ -53,14 +53,12 @@ def build_bc(specs: PolicySpecs, net: NetworkOptions) -> AlgorithmParts:
 
     Embedding action: the Gaussian actor, negative log-likelihood of the logged action.
     Item id: ``BCLoss``'s cross-entropy path, which reads the prediction at the action key,
-    so the loss is given the actor's logits network writing ``"action"`` (the same
-    parameters as the returned categorical policy).
+    on :func:`~drpo_rl.models.categorical_bc_module` of the actor (its logits network, the
+    same parameters as the returned categorical policy).
     """
     actor = net.actor(specs)
     if specs.discrete:
-        logits = actor.module[0]
-        cloned = TensorDictModule(logits.module, in_keys=logits.in_keys, out_keys=["action"])
-        loss = BCLoss(cloned, loss_function="cross_entropy")
+        loss = BCLoss(categorical_bc_module(actor), loss_function="cross_entropy")
     else:
         loss = BCLoss(actor)
     return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss))
