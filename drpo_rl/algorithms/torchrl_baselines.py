@@ -21,13 +21,10 @@ from torchrl.objectives.utils import ValueEstimators
 
 from drpo_rl.algorithms.algorithm import AlgorithmParts, loss_compute
 from drpo_rl.algorithms.networks import NetworkOptions
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
 from drpo_rl.models import PolicySpecs, categorical_bc_module
 
 __all__ = ["build_bc", "build_bppo", "build_cql", "build_iql", "build_ppo", "make_iql_loss"]
-
-# Key of the logged behaviour propensity log pi_b(a|s) in the offline logs.
-BEHAVIOR_LOG_PROB_KEY = "behavior_log_prob"
-
 
 def make_iql_loss(
     specs: PolicySpecs,
