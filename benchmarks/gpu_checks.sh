@@ -24,10 +24,14 @@ if [ "$device" = cpu ]; then # sizes that test the script in a minute
   paper=(--preset tiny --scenarios medium,extreme --seeds 2)
   users=(--num-users 20000)
   rows=20000
+  scale=(--users 4096 --items 100 10000)
 else
   paper=(--preset paper)
   users=(--num-users 1000000)
   rows=10000000
+  # Catalogue scale on the GPU: 8M users at 100 items (target >= 1B user-steps/s), 1M
+  # users decoding exactly over 1M items.
+  scale=(--users 1048576 8388608 --items 100 1000000)
 fi
 
 step() { echo; echo "=== [+${SECONDS}s] $*"; }
@@ -68,6 +72,8 @@ within 60 "$python" benchmarks/eval_throughput.py --device "$device" "${users[@]
 step environment throughput
 within 40 "$python" benchmarks/env_throughput.py --device "$device" "${users[@]}" \
   --skip-gym --seconds 2
+step catalogue scale
+within 30 "$python" benchmarks/catalogue_scale.py --device "$device" "${scale[@]}" --seconds 2
 step DRPO update step
 within 20 "$python" benchmarks/drpo_update_step.py --device "$device" --seconds 1
 step logging throughput

@@ -19,20 +19,28 @@ from envs.common.checks import check_int
 #: A score function: the scores [B, len(items)] of the items `items` (a slice of ids).
 Scores = Callable[[slice], torch.Tensor]
 
-#: Bytes one chunk of float32 scores may take when no chunk size is given (a behaviour
-#: mixture holds a few such blocks at once; 16 MiB keeps one matrix product per chunk
-#: large enough to run at full speed).
-CHUNK_BYTES = 16 * 2**20
+#: Bytes one chunk of float32 scores may take when no chunk size is given, per device type
+#: (a behaviour mixture holds a few such blocks at once; on the CPU 16 MiB keeps each
+#: matrix product large enough to run at full speed, a GPU wants fewer, larger launches).
+CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 2**30}
+#: Fewest items per chunk by default: more users than the budget allows still get chunks
+#: worth a kernel launch.
+MIN_CHUNK_ITEMS = 16
 
 
-def default_chunk_size(num_users: int, num_items: int) -> int:
-    """Items per chunk so that a [num_users, chunk] float32 block fits `CHUNK_BYTES`.
+def default_chunk_size(num_users: int, num_items: int, device: str = "cpu") -> int:
+    """Items per chunk so that a [num_users, chunk] float32 block fits the device's
+    `CHUNK_BYTES` (at least `MIN_CHUNK_ITEMS`, at most the catalogue).
 
     Example:
         >>> default_chunk_size(4096, 1_000_000), default_chunk_size(4096, 100)
         (1024, 100)
+        >>> default_chunk_size(8_388_608, 1_000_000, "cuda")
+        32
     """
-    return max(1, min(num_items, CHUNK_BYTES // (4 * max(num_users, 1))))
+    budget = CHUNK_BYTES.get(torch.device(device).type, CHUNK_BYTES["cpu"])
+    fitting = budget // (4 * max(num_users, 1))
+    return max(1, min(num_items, max(MIN_CHUNK_ITEMS, fitting)))
 
 
 def item_chunks(num_items: int, chunk_size: int) -> Iterator[slice]:

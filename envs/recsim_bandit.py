@@ -82,7 +82,8 @@ class RecSimBandit(SimulatedUsersEnv):
     seed=..., privileged=..., chunk_size=..., **fields)`. `privileged` names the
     privileged keys to add to the outputs (see above); `chunk_size` is the number of items
     per chunk of the decode and the privileged queries (default: as many as fit 16 MiB of
-    float32 scores for `num_envs` users). The fields are those of `RecSimConfig`:
+    float32 scores for `num_envs` users on the CPU, 1 GiB on a GPU; see `envs.chunks`).
+    The fields are those of `RecSimConfig`:
 
     | Parameter           | Type               | Default     | Description                    |
     |---------------------|--------------------|-------------|--------------------------------|

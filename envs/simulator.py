@@ -87,7 +87,7 @@ class SimulatedUsersEnv(EnvBase):
         self.privileged = _checked_privileged(privileged, num_envs, config.num_items)
         #: Items per chunk of every catalogue-wide computation (decode, oracle, tables).
         self.chunk_size = (
-            chunks.default_chunk_size(num_envs, config.num_items)
+            chunks.default_chunk_size(num_envs, config.num_items, self.device)
             if chunk_size is None
             else check_int("chunk_size", chunk_size)
         )

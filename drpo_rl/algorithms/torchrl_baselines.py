@@ -26,6 +26,7 @@ from drpo_rl.models import PolicySpecs, categorical_bc_module
 
 __all__ = ["build_bc", "build_bppo", "build_cql", "build_iql", "build_ppo", "make_iql_loss"]
 
+
 def make_iql_loss(
     specs: PolicySpecs,
     actor: TensorDictModule,
