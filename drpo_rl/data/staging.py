@@ -26,6 +26,7 @@ from drpo_rl.data.layout import (
     METADATA_FILE,
     RESERVED_KEYS,
     STORAGE_DIR,
+    record_files,
     refuse_non_finite,
 )
 from envs.common.files import fsync_path, fsync_tree, write_atomic
@@ -122,7 +123,13 @@ class StagedDataset:
         fsync_tree(self.storage_dir)
         document = {
             "format_version": FORMAT_VERSION,
-            "storage": {"shape": shape, "ndim": storage.ndim, "num_rows": len(storage)},
+            "storage": {
+                "shape": shape,
+                "ndim": storage.ndim,
+                "num_rows": len(storage),
+                # Opening checks the files against these (a tampered index or layout).
+                "files": record_files(self.storage_dir),
+            },
             **metadata,
         }
         try:

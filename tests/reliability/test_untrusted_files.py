@@ -120,16 +120,16 @@ def test_logs_with_a_short_pickle_in_place_of_a_tensor_file_are_refused(tmp_path
     assert tensor_file.stat().st_size == len(payload), "loading rewrote one of the dataset's files"
 
 
-def test_logs_with_a_same_size_pickle_in_place_of_a_tensor_read_it_as_numbers(tmp_path, marker):
-    # A memmap is raw bytes: whatever the file holds is read as float32 values, never run.
+def test_logs_with_a_same_size_pickle_in_place_of_a_tensor_are_refused_unrun(tmp_path, marker):
+    # A memmap is raw bytes, never unpickled; and the recorded checksum tells the change.
     small_logs(tmp_path / "logs")
     tensor_file = tmp_path / "logs" / "storage" / "observation.memmap"
     size = tensor_file.stat().st_size
     payload = pickle_payload(marker)
     tensor_file.write_bytes(payload.ljust(size, b"\0")[:size])
-    observation = OfflineLogs(tmp_path / "logs")[:]["observation"]
-    expected = torch.frombuffer(bytearray(payload.ljust(size, b"\0")[:size]), dtype=torch.float32)
-    torch.testing.assert_close(observation.reshape(-1), expected, equal_nan=True)
+    with pytest.raises(ValueError, match="observation.memmap: its bytes changed"):
+        OfflineLogs(tmp_path / "logs")
+    assert not marker.exists()
 
 
 def test_logs_metadata_replaced_by_a_pickle_is_not_executed(tmp_path, marker):
