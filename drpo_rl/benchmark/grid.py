@@ -158,6 +158,9 @@ def run_benchmark(
             + ", ".join(str(k) for k in skipped)
         )
     for key in skipped:
+        # A record that is not this cell's (copied from elsewhere) stops the benchmark now,
+        # not after every other run.
+        store.load(key)
         # Left by an interruption between writing the record and deleting the checkpoint.
         store.checkpoint_path(key).unlink(missing_ok=True)
     for key in todo:

@@ -15,7 +15,7 @@ from typing import Any
 
 from drpo_rl.benchmark.references import trained_algorithm
 from drpo_rl.benchmark.run import EVAL_SEED_OFFSET
-from drpo_rl.benchmark.store import SETTINGS_FILE, read_json
+from drpo_rl.benchmark.store import SETTINGS_FILE, ResultStore, RunKey, read_json
 from drpo_rl.checkpoints import load_policy
 
 
@@ -72,7 +72,8 @@ def load_trained_run(path: str | Path) -> TrainedRun:
     path = Path(path).with_suffix(".json")
     if not path.is_file():
         raise ValueError(f"{path}: no such run record")
-    record = read_json(path)
+    out, key = RunKey.from_record_path(path)
+    record = ResultStore(out).load(key)
     weights = path.with_suffix(".pt")
     if not weights.is_file():
         raise ValueError(

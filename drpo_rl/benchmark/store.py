@@ -24,6 +24,7 @@ is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -70,6 +71,28 @@ class RunKey:
 
     def __str__(self) -> str:
         return f"{self.scenario}/{self.algorithm}/seed-{self.seed}"
+
+    @classmethod
+    def from_record_path(cls, path: str | os.PathLike) -> tuple[Path, RunKey]:
+        """The output folder and the cell of a record's path ``<out>/runs/<s>/<a>/seed-<k>.json``.
+
+        Example:
+            >>> RunKey.from_record_path("out/runs/medium/drpo/seed-2.json")
+            (PosixPath('out'), RunKey(scenario='medium', algorithm='drpo', seed=2))
+        """
+        path = Path(path)
+        seed = path.stem.removeprefix("seed-")
+        if not (
+            len(path.parts) >= 4
+            and path.parts[-4] == "runs"
+            and path.suffix == ".json"
+            and path.stem.startswith("seed-")
+            and seed.isdigit()
+        ):
+            raise BenchmarkFolderError(
+                f"{path}: not a run record's path (<out>/runs/<scenario>/<algorithm>/seed-<k>.json)"
+            )
+        return path.parents[3], cls(path.parts[-3], path.parts[-2], int(seed))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -135,8 +158,19 @@ class ResultStore:
     def has(self, key: RunKey) -> bool:
         return self.path(key).is_file()
 
+    def settings_digest(self) -> str | None:
+        """SHA-256 of the folder's shared settings (``benchmark.json`` as JSON data), or
+        None before they are recorded: what ties a run record to the folder it was made in."""
+        path = self.root / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        text = json.dumps(read_json(path), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def save(self, key: RunKey, record: dict[str, Any]) -> None:
-        """Write the run's record; its checkpoint, if any, is then of no further use."""
+        """Write the run's record, stamped with its cell and the folder's settings digest
+        (checked by :meth:`load`); its checkpoint, if any, is then of no further use."""
+        record = {**record, "run": str(key), "settings_sha256": self.settings_digest()}
         write_json_atomic(self.path(key), record)
         self.checkpoint_path(key).unlink(missing_ok=True)
 
@@ -214,10 +248,32 @@ class ResultStore:
         return payload["state"]
 
     def load(self, key: RunKey) -> dict[str, Any]:
-        record = read_json(self.path(key))
-        for field in ("metrics",):
+        """The record of run ``key``, refused (naming the file) unless it is a record of
+        exactly this cell made in a folder of these settings: a record copied from another
+        cell's folder or another output folder is not read as this one."""
+        path = self.path(key)
+        record = read_json(path)
+        if not isinstance(record, dict):
+            raise BenchmarkFolderError(
+                f"{path}: expected a run record (a JSON object), got a {type(record).__name__}"
+            )
+        for field in ("metrics", "run", "settings_sha256"):
             if field not in record:
-                raise BenchmarkFolderError(f"{self.path(key)}: run record has no {field!r} entry")
+                raise BenchmarkFolderError(
+                    f"{path}: run record has no {field!r} entry; delete it to run {key} again"
+                )
+        if record["run"] != str(key):
+            raise BenchmarkFolderError(
+                f"{path}: holds the record of run {record['run']!r}, not of {str(key)!r} (copied "
+                f"or moved from another cell's folder); delete it to run {key} again"
+            )
+        digest = self.settings_digest()
+        if record["settings_sha256"] != digest:
+            raise BenchmarkFolderError(
+                f"{path}: made in an output folder with other settings (settings digest "
+                f"{record['settings_sha256']!r}, {self.root / SETTINGS_FILE} has {digest!r}); "
+                f"delete it to run {key} again"
+            )
         return record
 
     def logs_path(self, scenario: str, seed: int) -> Path:

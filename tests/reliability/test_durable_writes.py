@@ -130,7 +130,11 @@ def test_store_writers_use_the_shared_writer(tmp_path, monkeypatch):
     results.save_checkpoint(key, {"step": 1}, {"steps": 2})
     results.save(key, {"metrics": {"reward": 1.0}})
     assert used == ["seed-0.pt", "seed-0.ckpt.pt", "seed-0.json"]
-    assert json.loads(results.path(key).read_text()) == {"metrics": {"reward": 1.0}}
+    assert json.loads(results.path(key).read_text()) == {
+        "metrics": {"reward": 1.0},
+        "run": "medium/bc/seed-0",
+        "settings_sha256": None,
+    }
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 

@@ -202,3 +202,41 @@ def test_trained_run_record_replaced_by_a_pickle_is_not_executed(tmp_path, marke
     run.write_bytes(pickle_payload(marker))
     with pytest.raises(ValueError):
         load_trained_run(run)
+
+
+# ------------------------------------------------------------- run records (issue 16, 4)
+def _bench_folder(out):
+    from drpo_rl.benchmark import make_config, run_benchmark
+
+    config = make_config("tiny", algorithms=("bc",), references=(), seeds=(0, 1), steps=3)
+    run_benchmark(config, out, progress=False, echo=lambda *args: None)
+    return config
+
+
+def test_a_record_copied_into_another_cells_folder_is_refused(tmp_path):
+    from drpo_rl.benchmark import run_benchmark
+    from drpo_rl.benchmark.store import BenchmarkFolderError
+
+    config = _bench_folder(tmp_path / "out")
+    runs = tmp_path / "out" / "runs" / "medium" / "bc"
+    (runs / "seed-1.json").write_bytes((runs / "seed-0.json").read_bytes())
+    with pytest.raises(BenchmarkFolderError) as caught:
+        run_benchmark(config, tmp_path / "out", progress=False, echo=lambda *args: None)
+    assert str(caught.value) == (
+        f"{runs / 'seed-1.json'}: holds the record of run 'medium/bc/seed-0', not of "
+        "'medium/bc/seed-1' (copied or moved from another cell's folder); delete it to run "
+        "medium/bc/seed-1 again"
+    )
+
+
+def test_a_record_copied_from_a_folder_with_other_settings_is_refused(tmp_path):
+    from drpo_rl.benchmark import make_config, run_benchmark
+    from drpo_rl.benchmark.store import BenchmarkFolderError
+
+    _bench_folder(tmp_path / "a")
+    other = make_config("tiny", algorithms=("bc",), references=(), seeds=(0,), steps=4)
+    run_benchmark(other, tmp_path / "b", progress=False, echo=lambda *args: None)
+    record = "runs/medium/bc/seed-0.json"
+    (tmp_path / "b" / record).write_bytes((tmp_path / "a" / record).read_bytes())
+    with pytest.raises(BenchmarkFolderError, match="made in an output folder with other settings"):
+        run_benchmark(other, tmp_path / "b", progress=False, echo=lambda *args: None)
