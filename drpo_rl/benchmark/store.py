@@ -4,6 +4,7 @@ Layout::
 
     <out>/
         benchmark.json                      settings every run of the folder shares
+        .lock                               held by the benchmark writing the folder
         logs/<scenario>/seed-<k>/           generated logs (an OfflineLogs dataset), cached
         runs/<scenario>/<algorithm>/seed-<k>.json   one finished run
         runs/<scenario>/<algorithm>/seed-<k>.pt     its trained policy's weights (learners)
@@ -37,6 +38,8 @@ from envs.common import files
 from envs.common.files import write_atomic, write_json
 
 SETTINGS_FILE = "benchmark.json"
+# Held (envs.common.locks.exclusive_lock) by the one benchmark writing the folder.
+LOCK_FILE = ".lock"
 
 
 class BenchmarkFolderError(ValueError):
@@ -109,10 +112,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_json(path, data, indent=1, sort_keys=True)
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file, naming it in the error when it is not valid JSON."""
+def read_json(path: Path, *, kind: type | None = None) -> Any:
+    """Parse a JSON file (of top-level type ``kind``, when given), naming it in the error."""
     try:
-        return files.read_json(path)
+        return files.read_json(path, kind=kind)
     except ValueError as error:
         raise BenchmarkFolderError(str(error)) from error
 
@@ -145,7 +148,7 @@ class ResultStore:
         if not path.exists():
             write_json_atomic(path, settings)
             return
-        differences = settings_differences(read_json(path), settings)
+        differences = settings_differences(read_json(path, kind=dict), settings)
         if differences:
             raise BenchmarkFolderError(
                 f"output folder {self.root} holds results made with other settings; use "
@@ -164,7 +167,7 @@ class ResultStore:
         path = self.root / SETTINGS_FILE
         if not path.is_file():
             return None
-        text = json.dumps(read_json(path), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(read_json(path, kind=dict), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def save(self, key: RunKey, record: dict[str, Any]) -> None:
@@ -252,11 +255,7 @@ class ResultStore:
         exactly this cell made in a folder of these settings: a record copied from another
         cell's folder or another output folder is not read as this one."""
         path = self.path(key)
-        record = read_json(path)
-        if not isinstance(record, dict):
-            raise BenchmarkFolderError(
-                f"{path}: expected a run record (a JSON object), got a {type(record).__name__}"
-            )
+        record = read_json(path, kind=dict)
         for field in ("metrics", "run", "settings_sha256"):
             if field not in record:
                 raise BenchmarkFolderError(

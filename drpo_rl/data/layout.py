@@ -84,11 +84,7 @@ def read_metadata(root: Path) -> dict[str, Any]:
             f"{root} holds no complete dataset (no {COMPLETE_MARKER} marker): it was never "
             "written by OfflineLogs or its write was interrupted"
         )
-    metadata = read_json(root / METADATA_FILE)
-    if not isinstance(metadata, dict):
-        raise ValueError(
-            f"{root / METADATA_FILE}: expected a JSON object, got a {type(metadata).__name__}"
-        )
+    metadata = read_json(root / METADATA_FILE, kind=dict)
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(

@@ -197,8 +197,10 @@ def test_write_killed_with_sigkill_never_loads_and_is_cleaned_up(tmp_path):
         os.kill(child.pid, signal.SIGKILL)
         child.join()
     assert child.exitcode == -signal.SIGKILL
-    leftovers = os.listdir(tmp_path)
-    assert len(leftovers) == 1 and leftovers[0].startswith(".logs.partial-")
+    # The staging folder, and the writer's lock file (the lock itself died with it).
+    leftovers = sorted(os.listdir(tmp_path))
+    assert len(leftovers) == 2 and leftovers[1].startswith(".logs.partial-")
+    assert leftovers[0] == ".logs.lock"
     assert not OfflineLogs.is_complete(tmp_path / "logs")
     with pytest.raises(FileNotFoundError):
         OfflineLogs(tmp_path / "logs")
@@ -299,7 +301,7 @@ def test_next_write_says_it_removes_an_interrupted_one(tmp_path, caplog):
 def test_metadata_that_is_not_a_json_object_is_refused_naming_the_file(tmp_path):
     OfflineLogs.from_tensordict(_rows(), tmp_path / "logs")
     (tmp_path / "logs" / "metadata.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="metadata.json: expected a JSON object, got a list"):
+    with pytest.raises(ValueError, match="metadata.json: expected a JSON object, got a JSON array"):
         OfflineLogs(tmp_path / "logs")
     (tmp_path / "logs" / "metadata.json").write_text("{oops")
     with pytest.raises(ValueError, match="metadata.json: not a JSON document"):

@@ -13,7 +13,10 @@ runs with that warning ignored, as in a user's script.
 """
 
 import contextlib
+import hashlib
+import io
 import json
+import logging
 import os
 import pickle
 import warnings
@@ -158,7 +161,7 @@ def tiny_ratings(path):
 
 
 @pytest.mark.parametrize("form", ["raw pickle", "torch.save zip"])
-def test_fit_cache_with_a_planted_pickle_is_refused(tmp_path, marker, form):
+def test_fit_cache_with_a_planted_pickle_is_not_run_but_rebuilt(tmp_path, marker, form, caplog):
     ratings = tiny_ratings(tmp_path / "u.data")
     settings = FitSettings(embedding_dim=3, steps=5)
     cache = tmp_path / "cache"
@@ -169,12 +172,14 @@ def test_fit_cache_with_a_planted_pickle_is_refused(tmp_path, marker, form):
         tensors_file.write_bytes(pickle_payload(marker))
     else:
         torch_payload(tensors_file, marker)
-    with pytest.raises(WEIGHTS_REFUSED, match=WEIGHTS_REFUSED_MESSAGE):
-        load_or_fit(ratings, settings=settings, cache_dir=cache)
-    # the genuine cache entry, restored, still loads
-    tensors_file.write_bytes(genuine)
-    again = load_or_fit(ratings, settings=settings, cache_dir=cache)
+    with caplog.at_level(logging.WARNING, logger="envs.fit_cache"):
+        again = load_or_fit(ratings, settings=settings, cache_dir=cache)
+    assert f"the fit cache entry {tensors_file.with_suffix('')} is damaged" in caplog.text
+    assert "fitting the ratings again and replacing it" in caplog.text
     torch.testing.assert_close(again.users, first.users)
+    assert tensors_file.read_bytes() != pickle_payload(marker)  # replaced by a genuine entry
+    rebuilt = torch.load(tensors_file, weights_only=True)
+    assert rebuilt.keys() == torch.load(io.BytesIO(genuine), weights_only=True).keys()
 
 
 # --------------------------------------------------------------- benchmark policy weights
@@ -186,7 +191,12 @@ def planted_run(root, weights_writer):
     )
     run = root / "runs" / "medium" / "bc" / "seed-0.json"
     run.parent.mkdir(parents=True)
-    run.write_text(json.dumps({"algorithm": "bc", "hparams": {"num_cells": 8}, "seed": 0}))
+    settings = json.loads((root / "benchmark.json").read_text())
+    digest = hashlib.sha256(
+        json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    record = {"algorithm": "bc", "hparams": {"num_cells": 8}, "seed": 0, "metrics": {}}
+    run.write_text(json.dumps({**record, "run": "medium/bc/seed-0", "settings_sha256": digest}))
     weights_writer(run.with_suffix(".pt"))
     return run
 
