@@ -134,3 +134,29 @@ def test_loader_history_length_is_bounded(tmp_path):
         rf"{MAX_HISTORY_LENGTH}\]",
     ):
         parse_movielens(_ratings(tmp_path / "u.data"), format="ml-100k", history_length=10**9)
+
+
+@pytest.mark.parametrize(
+    "setting, expected",
+    [
+        ({"batch_size": 10**9}, "batch_size must be at most 1048576, got 1000000000"),
+        ({"lr": math.inf}, "lr must be a finite positive number, got inf"),
+        ({"lr": True}, "lr must be a finite positive number, got True"),
+    ],
+)
+def test_benchmark_sizes_and_rates_are_bounded(setting, expected):
+    from drpo_rl.benchmark import make_config
+
+    with pytest.raises(ValueError, match=f"^{expected}$"):
+        make_config("tiny", **setting)
+
+
+def test_bench_command_names_a_bad_setting_in_one_line(tmp_path, capsys):
+    from drpo_rl.cli import main
+
+    out = tmp_path / "out"
+    assert main(["bench", "--preset", "tiny", "--batch-size", str(10**9), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "drpo-rl bench: error: batch_size must be at most 1048576, got 1000000000\n"
+    )
+    assert not out.exists()
