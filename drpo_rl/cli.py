@@ -71,9 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(error: BaseException) -> str:
     if isinstance(error, MemoryError):
-        return (
-            f"not enough memory ({error or 'MemoryError'}); ask for less (fewer rows, users, items)"
-        )
+        detail = str(error) or "MemoryError"
+        return f"not enough memory ({detail}); ask for less (fewer rows, users or items)"
     text = str(error) or type(error).__name__
     return " ".join(text.split())
 

@@ -38,7 +38,7 @@ from envs.common.files import (
     is_disk_full,
     write_atomic,
 )
-from envs.common.locks import exclusive_lock
+from envs.common.locks import exclusive_lock, lock_file_for
 from envs.common.processes import process_alive
 
 __all__ = ["StagedDataset"]
@@ -78,8 +78,9 @@ class StagedDataset:
 
     @property
     def lock_file(self) -> Path:
-        """The lock every writer of ``path`` holds while it writes (a hidden sibling)."""
-        return self.path.parent / f".{self.path.name}.lock"
+        """The lock every writer of ``path`` holds while it writes (outside the parent
+        folder, which holds only datasets and the staging folders of killed writers)."""
+        return lock_file_for(self.path)
 
     def __enter__(self) -> StagedDataset:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -72,10 +72,18 @@ or write elsewhere
             errno.ENOSPC,
             f"{path}: not enough disk space{because}{amounts}; free some space or write elsewhere",
         )
-        self.path, self.needed, self.free = Path(path), needed, free
+        self.path, self.needed, self.free, self.reason = Path(path), needed, free, reason
 
     def __str__(self) -> str:
         return self.strerror
+
+    def __reduce__(self):
+        # Raised in a worker process, it travels back pickled: rebuild it from its parts.
+        return _rebuild_disk_full, (str(self.path), self.needed, self.free, self.reason)
+
+
+def _rebuild_disk_full(path, needed, free, reason) -> DiskFullError:
+    return DiskFullError(path, needed=needed, free=free, reason=reason)
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -12,13 +12,31 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["FolderBusyError", "exclusive_lock"]
+__all__ = ["FolderBusyError", "exclusive_lock", "lock_file_for"]
+
+
+def lock_file_for(path: str | os.PathLike) -> Path:
+    """A lock file for ``path`` outside the folder that holds it, in this machine's
+    temporary folder (per user): for data whose folder must hold nothing else, even after
+    a writer was killed. Every process of this user on this machine finds the same file for
+    the same resolved path.
+
+    Example:
+        >>> lock_file_for("a/../logs") == lock_file_for("logs")
+        True
+    """
+    resolved = str(Path(path).resolve())
+    digest = hashlib.sha256(resolved.encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / f"drpo_rl-locks-{os.getuid()}"
+    return folder / f"{Path(resolved).name}-{digest}.lock"
 
 
 class FolderBusyError(RuntimeError):

@@ -68,6 +68,14 @@ class TableError(ValueError):
             where += f", column {column!r}"
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self):
+        # Raised in a worker process, it travels back pickled: rebuild it from its parts.
+        return _rebuild_table_error, (self.path, self.problem, self.line, self.column)
+
+
+def _rebuild_table_error(path, problem, line, column) -> TableError:
+    return TableError(path, problem, line=line, column=column)
+
 
 def read_table(
     path: str | os.PathLike,

@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ from drpo_rl.cli import main
 from drpo_rl.data import OfflineLogs
 from envs.common.files import DiskFullError, write_atomic
 from envs.common.locks import FolderBusyError, exclusive_lock
+from envs.common.tables import TableError
 from envs.fitted import FitSettings, load_or_fit
 
 ROWS = 64
@@ -271,3 +273,21 @@ def test_wait_blocks_until_the_holder_releases(tmp_path):
         holder.wait()
         holder.stdout.close()
     assert not lock.exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DiskFullError("/data/logs", needed=5_000, free=10, reason="No space left on device"),
+        TableError("u.data", "expected a finite number, got 'x'", line=3, column="rating"),
+        FolderBusyError("output folder out is in use by process 1"),
+        BenchmarkFolderError("out/benchmark.json: made with other settings"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_errors_raised_in_a_worker_reach_the_parent_intact(error):
+    # A benchmark worker's exception comes back pickled; a TableError or a DiskFullError
+    # with keyword arguments would otherwise fail to unpickle and hide the message.
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+    assert vars(again) == vars(error)
