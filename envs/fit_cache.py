@@ -109,7 +109,7 @@ def load_or_fit(
 _TENSOR_NAMES = ("users", "items", "user_ids", "item_ids", "item_counts", "user_counts")
 _META_FIELDS = {
     "delta": is_real,
-    "rmse": is_real,
+    "rmse": lambda value: isinstance(value, dict) and all(map(is_real, value.values())),
     "seconds": is_real,
     "source": lambda value: isinstance(value, dict),
 }
