@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES
-from envs.common.checks import is_real
 
 # The paper's algorithm set (section 5), in the order its tables list them.
 PAPER_ALGORITHMS = (
@@ -120,7 +119,9 @@ class BenchmarkConfig:
             raise ValueError(
                 f"batch_size must be at most {MAX_BATCH_SIZE}, got {self.batch_size!r}"
             )
-        if not (is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+        # No envs.common.checks here: `drpo-rl --help` imports this module, and envs torch.
+        is_number = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+        if not (is_number and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite positive number, got {self.lr!r}")
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ValueError(f"seeds must be non-negative integers, got {self.seeds!r}")
