@@ -24,7 +24,14 @@ __all__ = ["ShadowedPackageError", "__version__"]
 
 
 class ShadowedPackageError(ImportError):
-    """``import envs`` would import another package than this distribution's ``envs``."""
+    """``import envs`` would import another package than this distribution's ``envs``.
+
+    Example:
+        >>> raise ShadowedPackageError("'import envs' finds ./envs, not drpo-rl's")
+        Traceback (most recent call last):
+        ...
+        drpo_rl.ShadowedPackageError: 'import envs' finds ./envs, not drpo-rl's
+    """
 
 
 def _check_envs_is_ours() -> None:

@@ -44,6 +44,12 @@ class FolderBusyError(RuntimeError):
 
     The message names the folder and its holder; the fix is the user's (wait for it, or
     write elsewhere).
+
+    Example:
+        >>> raise FolderBusyError("output folder out is in use by process 12 on host")
+        Traceback (most recent call last):
+        ...
+        envs.common.locks.FolderBusyError: output folder out is in use by process 12 on host
     """
 
 
