@@ -13,6 +13,17 @@ from dataclasses import dataclass
 from envs import actions
 from envs.common.checks import check_choice, check_int, check_number, fail, is_int, is_real
 
+#: Upper bounds of the size fields, checked before anything is allocated from them: a
+#: history of 10**9 items or a catalogue of 10**12 would otherwise fail deep inside torch,
+#: after minutes, for want of memory. The catalogue (items x embedding_dim float32) is also
+#: bounded as a whole: MAX_CATALOGUE_VALUES is 4 GiB of embeddings.
+MAX_NUM_ITEMS = 10**8
+MAX_EMBEDDING_DIM = 4096
+MAX_NUM_CLUSTERS = 10**6
+MAX_CATALOGUE_VALUES = 2**30
+MAX_LENGTH = 10**6
+MAX_HISTORY_LENGTH = 1000
+
 
 def _field(name: str) -> str:
     return f"config field {name!r}"
@@ -115,8 +126,20 @@ class RecSimConfig:
         self._validate()
 
     def _validate(self) -> None:
-        for name in ("num_items", "embedding_dim", "num_clusters"):
-            check_int(_field(name), getattr(self, name))
+        for name, maximum in (
+            ("num_items", MAX_NUM_ITEMS),
+            ("embedding_dim", MAX_EMBEDDING_DIM),
+            ("num_clusters", MAX_NUM_CLUSTERS),
+        ):
+            check_int(_field(name), getattr(self, name), maximum=maximum)
+        values = self.num_items * self.embedding_dim
+        if values > MAX_CATALOGUE_VALUES:
+            fail(
+                _field("num_items"),
+                f"num_items x embedding_dim <= {MAX_CATALOGUE_VALUES} (4 GiB of float32 "
+                f"embeddings; embedding_dim is {self.embedding_dim})",
+                self.num_items,
+            )
         if not is_int(self.catalogue_seed):
             fail(_field("catalogue_seed"), "an integer", self.catalogue_seed)
         if self.mixture_weights is not None:
@@ -205,8 +228,10 @@ class UserSessionConfig(RecSimConfig):
 
     def _validate(self) -> None:
         super()._validate()
-        check_int(_field("max_length"), self.max_length)
-        check_int(_field("history_length"), self.history_length, minimum=0)
+        check_int(_field("max_length"), self.max_length, maximum=MAX_LENGTH)
+        check_int(
+            _field("history_length"), self.history_length, minimum=0, maximum=MAX_HISTORY_LENGTH
+        )
         check_number(_field("drift_rate"), self.drift_rate, minimum=0, maximum=1)
         check_number(_field("fatigue_strength"), self.fatigue_strength, minimum=0)
         if not (is_real(self.fatigue_decay) and 0 <= self.fatigue_decay < 1):

@@ -12,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import pickle
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
+from envs.common.checks import is_real
 from envs.common.files import (
     file_sha256,
     read_json,
@@ -30,6 +33,8 @@ from envs.fitting import FitSettings, FittedEmbeddings, fit_embeddings
 from envs.ratings import read_ratings
 
 __all__ = ["default_cache_dir", "load_or_fit", "shared_fit"]
+
+log = logging.getLogger(__name__)
 
 # 2: user_counts stored with the vectors.
 _CACHE_FORMAT = 2
@@ -77,22 +82,13 @@ def load_or_fit(
     stem = cache / f"{Path(path).stem}-{key}"
     tensors_file, meta_file = stem.with_suffix(".pt"), stem.with_suffix(".json")
     if tensors_file.is_file() and meta_file.is_file():
-        meta = read_json(meta_file)
-        if meta.get("key") == describe:
-            tensors = torch.load(tensors_file, weights_only=True)
-            return FittedEmbeddings(
-                **tensors,
-                delta=meta["delta"],
-                rmse=meta["rmse"],
-                settings=settings,
-                source=meta["source"],
-                seconds=meta["seconds"],
-            )
+        cached = _read_entry(tensors_file, meta_file, describe, settings)
+        if cached is not None:
+            return cached
     fit_started = time.time()
     fit = fit_embeddings(read_ratings(path, format=format, rating_scale=rating_scale), settings)
     cache.mkdir(parents=True, exist_ok=True)
-    names = ("users", "items", "user_ids", "item_ids", "item_counts", "user_counts")
-    tensors = {name: getattr(fit, name) for name in names}
+    tensors = {name: getattr(fit, name) for name in _TENSOR_NAMES}
     meta = {
         "key": describe,
         "delta": fit.delta,
@@ -108,6 +104,51 @@ def load_or_fit(
     write_atomic(tensors_file, lambda tmp: torch.save(tensors, tmp))
     write_json(meta_file, meta, sort_keys=True)
     return fit
+
+
+_TENSOR_NAMES = ("users", "items", "user_ids", "item_ids", "item_counts", "user_counts")
+_META_FIELDS = {
+    "delta": is_real,
+    "rmse": lambda value: isinstance(value, dict) and all(map(is_real, value.values())),
+    "seconds": is_real,
+    "source": lambda value: isinstance(value, dict),
+}
+
+
+def _read_entry(
+    tensors_file: Path, meta_file: Path, describe: dict, settings: FitSettings
+) -> FittedEmbeddings | None:
+    """The cached fit, or None (after saying so) when the entry is unreadable or damaged:
+    a cache is rebuilt, not trusted blindly nor made the user's problem."""
+    try:
+        meta = read_json(meta_file, kind=dict)
+        if meta.get("key") != describe:
+            return None  # another file or settings hashed to this name: refit over it
+        for field, valid in _META_FIELDS.items():
+            if not valid(meta.get(field)):
+                raise ValueError(f"{meta_file}: entry {field!r} is missing or invalid")
+        tensors = torch.load(tensors_file, weights_only=True, map_location="cpu")
+        if not (
+            isinstance(tensors, dict)
+            and set(tensors) == set(_TENSOR_NAMES)
+            and all(isinstance(t, torch.Tensor) for t in tensors.values())
+        ):
+            raise ValueError(f"{tensors_file}: expected the tensors {list(_TENSOR_NAMES)}")
+        return FittedEmbeddings(
+            **tensors,
+            delta=meta["delta"],
+            rmse=meta["rmse"],
+            settings=settings,
+            source=meta["source"],
+            seconds=meta["seconds"],
+        )
+    except (ValueError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        log.warning(
+            "the fit cache entry %s is damaged (%s); fitting the ratings again and replacing it",
+            tensors_file.with_suffix(""),
+            " ".join(str(err).split())[:300],
+        )
+        return None
 
 
 def shared_fit(

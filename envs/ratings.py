@@ -28,13 +28,14 @@ Where a file has no timestamp, the order of its lines is taken as the order in t
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from envs.common.checks import check_choice, fail
+from envs.common.checks import check_choice, fail, is_real
 from envs.common.files import file_sha256
 from envs.common.tables import COLUMN_KINDS, TableError, read_table
 
@@ -191,7 +192,10 @@ def read_ratings(
     """
     format = detect_ratings_format(path) if format is None else format
     check_choice("format", format, RATINGS_FORMATS)
-    low, high = (float(v) for v in rating_scale)
+    scale = tuple(rating_scale) if isinstance(rating_scale, (tuple, list)) else ()
+    if not (len(scale) == 2 and all(is_real(v) and math.isfinite(v) for v in scale)):
+        fail("rating_scale", "(lowest, highest), two finite numbers", rating_scale)
+    low, high = (float(v) for v in scale)
     if not high > low:
         fail("rating_scale", "(lowest, highest) with lowest < highest", rating_scale)
     sep, header, names, optional = _FORMAT_LAYOUT[format]

@@ -26,6 +26,11 @@ ARGS = [
 CONFIG = make_config("tiny", **SIZES)
 TOTAL = 10
 COMPARED = ("scenario", "algorithm", "seed", "kind", "metrics", "curve", "monitor", "hparams")
+# `python -m drpo_rl.cli` with SIGINT raising KeyboardInterrupt whatever was inherited.
+INTERACTIVE_CLI = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from drpo_rl.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 MESSAGE = re.compile(
     r"drpo-rl bench: interrupted after (\d+) of 10 runs \(0 finished earlier\); "
     r"re-run with the same --out to resume"
@@ -50,10 +55,20 @@ def resume_matches(out: Path, uninterrupted) -> list[str]:
     return messages
 
 
-def children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
-        found |= {int(child) for child in listing.read_text().split()}
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now, found by each process's parent id in /proc/<n>/stat
+    (every Linux has it; /proc/<pid>/task/*/children needs a kernel option)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
     return found
 
 
@@ -81,14 +96,23 @@ def interrupt_bench(out: Path, signum: int, *, whole_group: bool):
     """
     # A file, not a pipe: orphaned workers would hold a pipe open and hang the reading.
     stderr_path = out.parent / "stderr.txt"
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "drpo_rl.cli", "bench", *ARGS, "--workers", "2", "--out", out],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            # Its own process group: a terminal's Ctrl-C signals the whole group.
-            start_new_session=True,
-        )
+    # As in a background job, nohup or some CI runners, where this test may run: SIGINT
+    # ignored, which a child inherits. The child restores Python's handler, as an
+    # interactive shell starting `drpo-rl bench` would; the command itself keeps an
+    # ignored SIGINT ignored, on purpose.
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stderr_path.open("w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-c", INTERACTIVE_CLI, "bench", *ARGS, "--workers", "2"]
+                + ["--out", out],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                # Its own process group: a terminal's Ctrl-C signals the whole group.
+                start_new_session=True,
+            )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     seen: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 120
@@ -96,14 +120,15 @@ def interrupt_bench(out: Path, signum: int, *, whole_group: bool):
             assert process.poll() is None, stderr_path.read_text()
             assert time.monotonic() < deadline, "no run finished within 120 s"
             time.sleep(0.05)
-        seen = {pid: command_line(pid) for pid in children(process.pid)}
+        seen = {pid: command_line(pid) for pid in descendants(process.pid)}
         if whole_group:
             os.killpg(process.pid, signum)
         else:
             process.send_signal(signum)
         process.wait(timeout=60)
-        # The resource tracker ends once its parent has gone; give it a moment.
-        deadline = time.monotonic() + 5
+        # The resource tracker ends once its parent has gone; give it a moment (a bound on
+        # the wait, not on speed: a survivor would still run after it).
+        deadline = time.monotonic() + 10
         while any(running(pid) for pid in seen) and time.monotonic() < deadline:
             time.sleep(0.05)
         survivors = {pid for pid in seen if running(pid)}
@@ -136,6 +161,16 @@ def test_signal_stops_workers_cleanly_and_resume_gives_the_same_numbers(
     assert finished == len(list((out / "runs").glob("*/*/seed-*.json")))
     messages = resume_matches(out, uninterrupted)
     assert messages[0].startswith(f"resuming {out}: skipping {finished} finished run(s): ")
+
+
+def test_sigkill_of_the_parent_leaves_no_worker_running(tmp_path):
+    # SIGKILL runs no clean-up in the parent: the workers (and the multiprocessing resource
+    # tracker) must end by themselves rather than finish their runs as orphans.
+    returncode, stderr, survivors = interrupt_bench(
+        tmp_path / "out", signal.SIGKILL, whole_group=False
+    )
+    assert returncode == -signal.SIGKILL, stderr
+    assert survivors == set()
 
 
 def test_sigterm_without_workers_stops_cleanly_and_resumes(

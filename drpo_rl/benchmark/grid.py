@@ -36,9 +36,10 @@ from tqdm.auto import tqdm
 from drpo_rl.benchmark.pool import run_in_workers
 from drpo_rl.benchmark.presets import BenchmarkConfig
 from drpo_rl.benchmark.run import RunEnvs, checkpoint_settings, execute_run, open_logs
-from drpo_rl.benchmark.store import ResultStore, RunKey
+from drpo_rl.benchmark.store import LOCK_FILE, ResultStore, RunKey
 from drpo_rl.console import quiet_torchrl
 from envs.common.files import remove_temporaries
+from envs.common.locks import exclusive_lock
 
 
 class BenchmarkInterrupted(KeyboardInterrupt):
@@ -125,8 +126,13 @@ def run_benchmark(
     workers: int = 1,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    wait: bool = False,
 ) -> BenchmarkReport:
     """Run (or resume) the benchmark ``config`` in ``out_dir`` with ``workers`` processes.
+
+    Only one benchmark writes a folder at a time: while another holds ``out_dir``'s lock,
+    this raises :class:`~envs.common.locks.FolderBusyError` naming it, or, with ``wait``,
+    says so through ``echo`` and waits for it.
 
     ``config`` comes from :func:`~drpo_rl.benchmark.presets.make_config`, which checked it.
 
@@ -144,6 +150,25 @@ def run_benchmark(
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    out_dir = Path(out_dir)
+    with exclusive_lock(
+        out_dir / LOCK_FILE,
+        what=f"output folder {out_dir}",
+        wait=wait,
+        on_wait=lambda holder: echo(f"waiting for {holder} to finish with {out_dir}"),
+        hint="wait for it to finish (--wait) or use another --out folder",
+    ):
+        return _run_benchmark(config, out_dir, workers=workers, progress=progress, echo=echo)
+
+
+def _run_benchmark(
+    config: BenchmarkConfig,
+    out_dir: Path,
+    *,
+    workers: int,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> BenchmarkReport:
     start = time.perf_counter()
     store = ResultStore(out_dir)
     store.check_settings(config.run_settings())
@@ -158,6 +183,9 @@ def run_benchmark(
             + ", ".join(str(k) for k in skipped)
         )
     for key in skipped:
+        # A record that is not this cell's (copied from elsewhere) stops the benchmark now,
+        # not after every other run.
+        store.load(key)
         # Left by an interruption between writing the record and deleting the checkpoint.
         store.checkpoint_path(key).unlink(missing_ok=True)
     for key in todo:

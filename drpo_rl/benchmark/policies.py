@@ -15,7 +15,7 @@ from typing import Any
 
 from drpo_rl.benchmark.references import trained_algorithm
 from drpo_rl.benchmark.run import EVAL_SEED_OFFSET
-from drpo_rl.benchmark.store import SETTINGS_FILE, read_json
+from drpo_rl.benchmark.store import SETTINGS_FILE, ResultStore, RunKey, read_json
 from drpo_rl.checkpoints import load_policy
 
 
@@ -72,7 +72,8 @@ def load_trained_run(path: str | Path) -> TrainedRun:
     path = Path(path).with_suffix(".json")
     if not path.is_file():
         raise ValueError(f"{path}: no such run record")
-    record = read_json(path)
+    out, key = RunKey.from_record_path(path)
+    record = ResultStore(out).load(key)
     weights = path.with_suffix(".pt")
     if not weights.is_file():
         raise ValueError(
@@ -82,7 +83,9 @@ def load_trained_run(path: str | Path) -> TrainedRun:
     settings_path = path.parents[3] / SETTINGS_FILE
     if not settings_path.is_file():
         raise ValueError(f"{settings_path}: missing; {path} is not inside a benchmark folder")
-    settings = read_json(settings_path)
+    settings = read_json(settings_path, kind=dict)
+    _require(settings_path, settings, {"env": str, "env_overrides": dict, "eval_users": int})
+    _require(path, record, {"algorithm": str, "hparams": dict, "seed": int})
     spec = EnvSpec(settings["env"], settings["env_overrides"])
     specs = PolicySpecs.from_env(spec.make())
     policy = load_policy(trained_algorithm(record["algorithm"]), specs, weights, record["hparams"])
@@ -94,3 +97,14 @@ def load_trained_run(path: str | Path) -> TrainedRun:
         eval_seed=EVAL_SEED_OFFSET + int(record["seed"]),
         eval_users=int(settings["eval_users"]),
     )
+
+
+def _require(path: Path, document: Any, fields: dict[str, type]) -> None:
+    """Refuses a JSON document lacking one of ``fields`` (or holding it with another type)."""
+    for field, kind in fields.items():
+        value = document.get(field) if isinstance(document, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(
+                f"{path}: expected entry {field!r} ({kind.__name__}), got {value!r}; the file "
+                "was not written by drpo-rl bench or was edited"
+            )

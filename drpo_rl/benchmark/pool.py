@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
-from envs.common.processes import stop_processes
+from envs.common.processes import die_with_parent, stop_processes
 
 # How long a terminated worker may take to exit before it is killed (SIGTERM's default
 # action is immediate; this only matters if something in the worker catches SIGTERM).
@@ -49,7 +50,10 @@ def run_in_workers(
     """
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(initializer,)
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(initializer, os.getpid()),
     )
     futures: dict[Future, Hashable] = {}
     try:
@@ -128,7 +132,9 @@ def _signals_deferred(*, ignored_by_children: bool) -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
 
-def _init_worker(initializer: Callable[[], None] | None) -> None:
+def _init_worker(initializer: Callable[[], None] | None, parent_pid: int) -> None:
+    # A parent killed by SIGKILL runs no clean-up: the workers must end by themselves.
+    die_with_parent(parent_pid)
     # Spawned inside _signals_deferred: SIGINT stays ignored, SIGTERM must end the worker.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # A spawned worker inherits "spawn" as its default start method, under which every

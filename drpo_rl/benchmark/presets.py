@@ -9,6 +9,7 @@ fails before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,10 @@ def check_scenario(name: str) -> None:
         raise ValueError(
             f"unknown scenario {name!r}; valid scenarios: {', '.join(list_scenarios())}"
         ) from error
+
+
+#: The largest training batch a config accepts (rows sampled and held at every step).
+MAX_BATCH_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,15 @@ class BenchmarkConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.curve_points, int) or self.curve_points < 0:
             raise ValueError(f"curve_points must be an integer >= 0, got {self.curve_points!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            # Each step samples and holds a batch: 10**9 rows would exhaust the memory.
+            raise ValueError(
+                f"batch_size must be at most {MAX_BATCH_SIZE}, got {self.batch_size!r}"
+            )
+        # No envs.common.checks here: `drpo-rl --help` imports this module, and envs torch.
+        is_number = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+        if not (is_number and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite positive number, got {self.lr!r}")
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ValueError(f"seeds must be non-negative integers, got {self.seeds!r}")
         for name in ("scenarios", "algorithms", "seeds"):

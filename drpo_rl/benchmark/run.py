@@ -27,7 +27,7 @@ from drpo_rl.benchmark.references import (
     expert_rows,
     trained_algorithm,
 )
-from drpo_rl.benchmark.store import ResultStore, RunKey
+from drpo_rl.benchmark.store import BenchmarkFolderError, ResultStore, RunKey
 from drpo_rl.benchmark.training import train
 from drpo_rl.evaluation import evaluate, evaluation_env, oracle_policy
 
@@ -151,20 +151,29 @@ def _run_one(
         train_rows, kind = expert_rows(rows), "reference"
     else:
         train_rows, kind = rows, "learner"
-    result = train(
-        trained_algorithm(key.algorithm),
-        train_rows,
-        specs,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=key.seed,
-        device=envs.device,
-        hparams=dict(config.hparams.get(key.algorithm, {})),
-        curve_points=config.curve_points,
-        evaluate_policy=evaluate_policy,
-        monitor=monitor_for(key.algorithm) if kind == "learner" else None,
-        on_checkpoint=lambda state: store.save_checkpoint(key, state, settings),
-        resume=store.load_checkpoint(key, settings),
-    )
+    resume = store.load_checkpoint(key, settings)
+    try:
+        result = train(
+            trained_algorithm(key.algorithm),
+            train_rows,
+            specs,
+            steps=config.steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            seed=key.seed,
+            device=envs.device,
+            hparams=dict(config.hparams.get(key.algorithm, {})),
+            curve_points=config.curve_points,
+            evaluate_policy=evaluate_policy,
+            monitor=monitor_for(key.algorithm) if kind == "learner" else None,
+            on_checkpoint=lambda state: store.save_checkpoint(key, state, settings),
+            resume=resume,
+        )
+    except ValueError as error:
+        # training._restore's refusal of a state that does not fit this run names no file.
+        if resume is None or not str(error).startswith("training state"):
+            raise
+        raise BenchmarkFolderError(
+            f"{store.checkpoint_path(key)}: {error}; delete it to start the run again"
+        ) from error
     return _record(key, kind, config, **result)

@@ -4,6 +4,7 @@ Layout::
 
     <out>/
         benchmark.json                      settings every run of the folder shares
+        .lock                               held by the benchmark writing the folder
         logs/<scenario>/seed-<k>/           generated logs (an OfflineLogs dataset), cached
         runs/<scenario>/<algorithm>/seed-<k>.json   one finished run
         runs/<scenario>/<algorithm>/seed-<k>.pt     its trained policy's weights (learners)
@@ -24,6 +25,7 @@ is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -36,6 +38,8 @@ from envs.common import files
 from envs.common.files import write_atomic, write_json
 
 SETTINGS_FILE = "benchmark.json"
+# Held (envs.common.locks.exclusive_lock) by the one benchmark writing the folder.
+LOCK_FILE = ".lock"
 
 
 class BenchmarkFolderError(ValueError):
@@ -71,6 +75,28 @@ class RunKey:
     def __str__(self) -> str:
         return f"{self.scenario}/{self.algorithm}/seed-{self.seed}"
 
+    @classmethod
+    def from_record_path(cls, path: str | os.PathLike) -> tuple[Path, RunKey]:
+        """The output folder and the cell of a record's path ``<out>/runs/<s>/<a>/seed-<k>.json``.
+
+        Example:
+            >>> RunKey.from_record_path("out/runs/medium/drpo/seed-2.json")
+            (PosixPath('out'), RunKey(scenario='medium', algorithm='drpo', seed=2))
+        """
+        path = Path(path)
+        seed = path.stem.removeprefix("seed-")
+        if not (
+            len(path.parts) >= 4
+            and path.parts[-4] == "runs"
+            and path.suffix == ".json"
+            and path.stem.startswith("seed-")
+            and seed.isdigit()
+        ):
+            raise BenchmarkFolderError(
+                f"{path}: not a run record's path (<out>/runs/<scenario>/<algorithm>/seed-<k>.json)"
+            )
+        return path.parents[3], cls(path.parts[-3], path.parts[-2], int(seed))
+
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically (:func:`envs.common.files.write_atomic`).
@@ -86,10 +112,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_json(path, data, indent=1, sort_keys=True)
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file, naming it in the error when it is not valid JSON."""
+def read_json(path: Path, *, kind: type | None = None) -> Any:
+    """Parse a JSON file (of top-level type ``kind``, when given), naming it in the error."""
     try:
-        return files.read_json(path)
+        return files.read_json(path, kind=kind)
     except ValueError as error:
         raise BenchmarkFolderError(str(error)) from error
 
@@ -122,7 +148,7 @@ class ResultStore:
         if not path.exists():
             write_json_atomic(path, settings)
             return
-        differences = settings_differences(read_json(path), settings)
+        differences = settings_differences(read_json(path, kind=dict), settings)
         if differences:
             raise BenchmarkFolderError(
                 f"output folder {self.root} holds results made with other settings; use "
@@ -135,8 +161,19 @@ class ResultStore:
     def has(self, key: RunKey) -> bool:
         return self.path(key).is_file()
 
+    def settings_digest(self) -> str | None:
+        """SHA-256 of the folder's shared settings (``benchmark.json`` as JSON data), or
+        None before they are recorded: what ties a run record to the folder it was made in."""
+        path = self.root / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        text = json.dumps(read_json(path, kind=dict), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def save(self, key: RunKey, record: dict[str, Any]) -> None:
-        """Write the run's record; its checkpoint, if any, is then of no further use."""
+        """Write the run's record, stamped with its cell and the folder's settings digest
+        (checked by :meth:`load`); its checkpoint, if any, is then of no further use."""
+        record = {**record, "run": str(key), "settings_sha256": self.settings_digest()}
         write_json_atomic(self.path(key), record)
         self.checkpoint_path(key).unlink(missing_ok=True)
 
@@ -214,10 +251,28 @@ class ResultStore:
         return payload["state"]
 
     def load(self, key: RunKey) -> dict[str, Any]:
-        record = read_json(self.path(key))
-        for field in ("metrics",):
+        """The record of run ``key``, refused (naming the file) unless it is a record of
+        exactly this cell made in a folder of these settings: a record copied from another
+        cell's folder or another output folder is not read as this one."""
+        path = self.path(key)
+        record = read_json(path, kind=dict)
+        for field in ("metrics", "run", "settings_sha256"):
             if field not in record:
-                raise BenchmarkFolderError(f"{self.path(key)}: run record has no {field!r} entry")
+                raise BenchmarkFolderError(
+                    f"{path}: run record has no {field!r} entry; delete it to run {key} again"
+                )
+        if record["run"] != str(key):
+            raise BenchmarkFolderError(
+                f"{path}: holds the record of run {record['run']!r}, not of {str(key)!r} (copied "
+                f"or moved from another cell's folder); delete it to run {key} again"
+            )
+        digest = self.settings_digest()
+        if record["settings_sha256"] != digest:
+            raise BenchmarkFolderError(
+                f"{path}: made in an output folder with other settings (settings digest "
+                f"{record['settings_sha256']!r}, {self.root / SETTINGS_FILE} has {digest!r}); "
+                f"delete it to run {key} again"
+            )
         return record
 
     def logs_path(self, scenario: str, seed: int) -> Path:

@@ -24,7 +24,6 @@ from drpo_rl.commands.options import (
     add_hparams,
     add_no_progress,
     env_spec,
-    fail,
 )
 
 
@@ -79,6 +78,12 @@ def add_bench_command(subparsers) -> None:
         help="worker processes for the runs (default: 2 on CPU when 2+ cores; on CUDA one "
         "per core but one, at most 8)",
     )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another benchmark is writing --out, wait for it to finish (default: stop, "
+        "saying which process holds it)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     add_no_progress(parser)
     parser.set_defaults(func=bench)
@@ -130,7 +135,6 @@ def _bench(args: argparse.Namespace) -> int:
 
     from drpo_rl.benchmark.grid import run_benchmark
     from drpo_rl.benchmark.report import write_report
-    from drpo_rl.benchmark.store import BenchmarkFolderError
     from drpo_rl.console import quiet_torchrl
 
     quiet_torchrl()
@@ -138,30 +142,26 @@ def _bench(args: argparse.Namespace) -> int:
     hparams: dict[str, dict[str, object]] = {}
     for algorithm, key, value in args.hparams:
         hparams.setdefault(algorithm, {})[key] = value
-    try:
-        spec = env_spec(args)
-        config = make_config(
-            args.preset,
-            sweep=args.sweep,
-            scenarios=_names(args.scenarios),
-            algorithms=_names(args.algorithms),
-            references=_names(args.references),
-            seeds=None if args.seeds is None else parse_seeds(args.seeds),
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            log_samples=args.log_samples,
-            eval_users=args.eval_users,
-            device=args.device,
-            hparams=hparams or None,
-            env=spec.name,
-            env_overrides={**PRESETS[args.preset].env_overrides, **spec.overrides} or None,
-        )
-        if args.workers is not None and args.workers < 1:
-            raise ValueError(f"--workers: expected an integer >= 1, got {args.workers}")
-    except ValueError as error:
-        # A configuration error is the user's to fix: say what, without a traceback.
-        return fail("bench", error)
+    spec = env_spec(args)
+    config = make_config(
+        args.preset,
+        sweep=args.sweep,
+        scenarios=_names(args.scenarios),
+        algorithms=_names(args.algorithms),
+        references=_names(args.references),
+        seeds=None if args.seeds is None else parse_seeds(args.seeds),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        log_samples=args.log_samples,
+        eval_users=args.eval_users,
+        device=args.device,
+        hparams=hparams or None,
+        env=spec.name,
+        env_overrides={**PRESETS[args.preset].env_overrides, **spec.overrides} or None,
+    )
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers: expected an integer >= 1, got {args.workers}")
     out = args.out or Path("bench-results") / (args.sweep or args.preset)
     # The networks are small: one intra-op thread per process is fastest, and avoids the
     # slow-down that thread contention causes on a busy machine.
@@ -170,13 +170,15 @@ def _bench(args: argparse.Namespace) -> int:
     workers = args.workers
     if workers is None:
         workers = default_workers(config.device, os.cpu_count() or 1)
-    try:
-        report = run_benchmark(
-            config, out, workers=workers, progress=not args.no_progress, echo=console.print
-        )
-    except BenchmarkFolderError as error:
-        # An output folder made with other settings, or a refused checkpoint: the user's
-        # to resolve (the message names the file and what differs).
-        return fail("bench", error)
+    # An output folder made with other settings, a refused checkpoint or record, a folder
+    # another benchmark holds: drpo_rl.cli.main says so in one line (exit status 2).
+    report = run_benchmark(
+        config,
+        out,
+        workers=workers,
+        progress=not args.no_progress,
+        echo=console.print,
+        wait=args.wait,
+    )
     write_report(report, console=console, plots=not args.no_plots)
     return 0

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from drpo_rl.commands.options import add_device, add_env_options, add_seed, env_spec, fail
+from drpo_rl.commands.options import add_device, add_env_options, add_seed, env_spec
 
 
 def add_evaluate_command(subparsers) -> None:
@@ -54,35 +54,32 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from drpo_rl.evaluation import evaluate, oracle_policy
     from envs.devices import check_device
 
-    try:
-        check_device(args.device)
-        if args.run is not None:
-            from drpo_rl.benchmark.policies import load_trained_run
+    check_device(args.device)
+    if args.run is not None:
+        from drpo_rl.benchmark.policies import load_trained_run
 
-            if args.env_overrides:
-                raise ValueError("--env-set applies to --oracle; a RUN is evaluated on its env")
-            run = load_trained_run(args.run)
-            policy, spec = run.policy, run.env_spec
-            seed = run.eval_seed if args.seed is None else args.seed
-            num_users = run.eval_users if args.num_users is None else args.num_users
-        else:
-            spec = env_spec(args)
-            policy = oracle_policy(spec.make(device=args.device))
-            seed = 0 if args.seed is None else args.seed
-            num_users = 10_000 if args.num_users is None else args.num_users
-        start = time.perf_counter()
-        metrics = evaluate(
-            policy.to(args.device),
-            spec,
-            num_users=num_users,
-            device=torch.device(args.device),
-            seed=seed,
-            batch_size=args.batch_size,
-            price=args.price,
-        )
-        seconds = time.perf_counter() - start
-    except ValueError as error:
-        return fail("evaluate", error)
+        if args.env_overrides:
+            raise ValueError("--env-set applies to --oracle; a RUN is evaluated on its env")
+        run = load_trained_run(args.run)
+        policy, spec = run.policy, run.env_spec
+        seed = run.eval_seed if args.seed is None else args.seed
+        num_users = run.eval_users if args.num_users is None else args.num_users
+    else:
+        spec = env_spec(args)
+        policy = oracle_policy(spec.make(device=args.device))
+        seed = 0 if args.seed is None else args.seed
+        num_users = 10_000 if args.num_users is None else args.num_users
+    start = time.perf_counter()
+    metrics = evaluate(
+        policy.to(args.device),
+        spec,
+        num_users=num_users,
+        device=torch.device(args.device),
+        seed=seed,
+        batch_size=args.batch_size,
+        price=args.price,
+    )
+    seconds = time.perf_counter() - start
     metrics["users_per_second"] = num_users / seconds
     if args.json:
         print(json.dumps(metrics, indent=1))

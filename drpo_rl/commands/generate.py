@@ -22,7 +22,6 @@ from drpo_rl.commands.options import (
     add_seed,
     env_setting,
     env_spec,
-    fail,
 )
 
 
@@ -69,21 +68,17 @@ def generate(args: argparse.Namespace) -> int:
 
     quiet_torchrl()
 
-    try:
-        spec = env_spec(args)
-        logs = generate_logs(
-            spec,
-            args.scenario,
-            args.num_samples,
-            path=args.path,
-            seed=args.seed,
-            device=args.device,
-            num_envs=args.num_envs,
-            progress=not args.no_progress,
-        )
-    except ValueError as error:
-        # Bad names, sizes or a settings mismatch are the user's to fix: no traceback.
-        return fail("generate", error)
+    spec = env_spec(args)
+    logs = generate_logs(
+        spec,
+        args.scenario,
+        args.num_samples,
+        path=args.path,
+        seed=args.seed,
+        device=args.device,
+        num_envs=args.num_envs,
+        progress=not args.no_progress,
+    )
     rows = logs[:]
     reward = rows["next", "reward"].float()
     print(f"{logs.metadata['storage']['num_rows']} rows at {args.path}")

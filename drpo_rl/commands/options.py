@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 
 # The simulator every sub-command uses unless --env says otherwise.
@@ -155,9 +154,3 @@ def env_spec(args: argparse.Namespace):
         return EnvSpec(args.env, dict(args.env_overrides))
     except ValueError as error:
         raise ValueError(f"--env {args.env} / --env-set: {error}") from error
-
-
-def fail(command: str, error: BaseException) -> int:
-    """Report a user's error (bad name, size, setting) without a traceback; exit status 2."""
-    print(f"drpo-rl {command}: error: {error}", file=sys.stderr)
-    return 2

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from tensordict import TensorDictBase
 from torchrl.data import (
     ImmutableDatasetWriter,
@@ -35,6 +36,9 @@ from drpo_rl.data.layout import (
     FORMAT_VERSION,
     METADATA_FILE,
     STORAGE_DIR,
+    check_metadata_layout,
+    check_recorded_bytes,
+    check_recorded_layout,
     check_storage_folder,
     check_tensordict,
     memmap_file,
@@ -121,9 +125,11 @@ class OfflineLogs(BaseDatasetExperienceReplay):
     ) -> None:
         self.root = Path(path)
         self._metadata = read_metadata(self.root)
-        layout = self._metadata["storage"]
+        layout = check_metadata_layout(self.root, self._metadata)
         # tensordict would unpickle non-tensor entries and zero-extend short tensor files.
         check_storage_folder(self.root / STORAGE_DIR)
+        # ... and TorchRL would open fewer rows, or other shapes of the same bytes, quietly.
+        check_recorded_layout(self.root / STORAGE_DIR, layout, self.root / METADATA_FILE)
         storage = LazyMemmapStorage(
             layout["num_rows"],
             scratch_dir=self.root / STORAGE_DIR,
@@ -145,6 +151,8 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             lambda key: memmap_file(self.root / STORAGE_DIR, key),
             "a dataset holds no NaN or infinity",
         )
+        # After the NaN check, whose message is the more precise for that edit.
+        check_recorded_bytes(self.root / STORAGE_DIR, layout, self.root / METADATA_FILE)
         super().__init__(
             storage=storage,
             sampler=RandomSampler() if sampler is None else sampler,
@@ -155,6 +163,19 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             batch_size=batch_size,
             transform=transform,
         )
+
+    def __getitem__(self, index: Any) -> Any:
+        """``logs[index]``: the rows at ``index``, as a copy.
+
+        Basic indexing of the memory-mapped storage (``logs[:]``, ``logs[0:5]``,
+        ``logs[3]``) would give views of the files: an in-place edit of the result
+        (``rows["observation"] += 1``) would change the dataset on disk, quietly. The copy
+        keeps the dataset read-only; sampled batches are copies already.
+        """
+        rows = super().__getitem__(index)
+        if isinstance(rows, TensorDictBase):
+            return rows.apply(_plain_copy)
+        return _plain_copy(rows) if isinstance(rows, torch.Tensor) else rows
 
     @classmethod
     def load(cls, path: str | os.PathLike, **buffer_kwargs: Any) -> OfflineLogs:
@@ -222,3 +243,8 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             f"sampler={type(self._sampler).__name__}, writer={type(self._writer).__name__}, "
             f"batch_size={self._batch_size})"
         )
+
+
+def _plain_copy(tensor: torch.Tensor) -> torch.Tensor:
+    # A plain tensor: a MemoryMappedTensor's clone would keep the subclass (and its file name).
+    return tensor.as_subclass(torch.Tensor).clone()

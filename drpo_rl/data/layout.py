@@ -11,6 +11,7 @@ requested ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from tensordict import NonTensorData, TensorDictBase, is_tensor_collection
 # must name exactly the files that tensordict's own load_memmap then opens.
 from tensordict._utils_key_json import _encode_key_for_filesystem
 
-from envs.common.files import read_json
+from envs.common.files import file_sha256, read_json
 from envs.ratings import TableError
 
 #: Keys of a logged interaction that are the suite's own (the others are TorchRL's:
@@ -83,11 +84,7 @@ def read_metadata(root: Path) -> dict[str, Any]:
             f"{root} holds no complete dataset (no {COMPLETE_MARKER} marker): it was never "
             "written by OfflineLogs or its write was interrupted"
         )
-    metadata = read_json(root / METADATA_FILE)
-    if not isinstance(metadata, dict):
-        raise ValueError(
-            f"{root / METADATA_FILE}: expected a JSON object, got a {type(metadata).__name__}"
-        )
+    metadata = read_json(root / METADATA_FILE, kind=dict)
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -95,6 +92,118 @@ def read_metadata(root: Path) -> dict[str, Any]:
             f"{FORMAT_VERSION}"
         )
     return metadata
+
+
+def check_metadata_layout(root: Path, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata["storage"]``, refused (``ValueError`` naming the key) unless it has every
+    entry a dataset's layout needs, of the right type."""
+    path = root / METADATA_FILE
+    layout = metadata.get("storage")
+    if not isinstance(layout, dict):
+        raise ValueError(
+            f"{path}: missing key 'storage' (the layout of the stored tensors), or not an "
+            f"object: {layout!r}; the file was not written by OfflineLogs or was edited"
+        )
+    for key, ok in (
+        ("shape", lambda v: isinstance(v, list) and all(_is_size(n) for n in v)),
+        ("ndim", lambda v: v in (1, 2)),
+        ("num_rows", _is_size),
+        ("files", lambda v: isinstance(v, dict) and all(isinstance(e, dict) for e in v.values())),
+    ):
+        if key not in layout:
+            raise ValueError(
+                f"{path}: missing key 'storage.{key}'; the file was not written by this "
+                "version of OfflineLogs or was edited (write the dataset again)"
+            )
+        if not ok(layout[key]):
+            raise ValueError(f"{path}: key 'storage.{key}' has an invalid value {layout[key]!r}")
+    if math.prod(layout["shape"]) != layout["num_rows"] or len(layout["shape"]) != layout["ndim"]:
+        raise ValueError(
+            f"{path}: storage.shape {layout['shape']}, storage.ndim {layout['ndim']} and "
+            f"storage.num_rows {layout['num_rows']} disagree"
+        )
+    return layout
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def record_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """What ``metadata.json`` records of a storage folder: per tensor file (path relative to
+    ``folder``), its shape, dtype and SHA-256, so that opening can tell any change."""
+    return {
+        name: {**entry, "sha256": _sha256_or_empty(folder / name)}
+        for name, entry in _listed_tensors(folder).items()
+    }
+
+
+def check_recorded_layout(folder: Path, layout: Mapping[str, Any], metadata_path: Path) -> None:
+    """Refuses a storage folder that disagrees with what ``metadata.json`` recorded of it:
+    TorchRL's row count, the tensor files, and their shapes and dtypes (in ``meta.json``).
+    The error names the file that disagrees. (Their bytes: :func:`check_recorded_bytes`.)"""
+    index_path = folder / _TORCHRL_META
+    stored_len = read_json(index_path).get("len")
+    if stored_len != layout["num_rows"]:
+        raise ValueError(
+            f"{index_path}: records {stored_len!r} rows but {metadata_path} records "
+            f"{layout['num_rows']}; the storage index was edited or belongs to other data"
+        )
+    recorded, listed = layout["files"], _listed_tensors(folder)
+    for name in sorted(set(recorded) | set(listed)):
+        if name not in listed:
+            raise ValueError(
+                f"{folder / name}: recorded in {metadata_path} but not listed by the storage's "
+                f"{_TENSORDICT_META}"
+            )
+        if name not in recorded:
+            raise ValueError(
+                f"{folder / name}: listed by the storage's {_TENSORDICT_META} but not "
+                f"recorded in {metadata_path}; the storage was changed after it was written"
+            )
+        entry = recorded[name]
+        for key in ("shape", "dtype"):
+            if entry.get(key) != listed[name][key]:
+                raise ValueError(
+                    f"{folder / name}: {_TENSORDICT_META} gives {key} {listed[name][key]!r}, "
+                    f"{metadata_path} recorded {entry.get(key)!r}; the layout was edited"
+                )
+
+
+def check_recorded_bytes(folder: Path, layout: Mapping[str, Any], metadata_path: Path) -> None:
+    """Refuses a tensor file whose SHA-256 differs from the one ``metadata.json`` recorded
+    (bytes edited or replaced after the dataset was written), naming it."""
+    for name, entry in sorted(layout["files"].items()):
+        digest = _sha256_or_empty(folder / name)
+        if entry.get("sha256") != digest:
+            raise ValueError(
+                f"{folder / name}: its bytes changed since the dataset was written (SHA-256 "
+                f"{digest}, {metadata_path} recorded {entry.get('sha256')!r})"
+            )
+
+
+def _sha256_or_empty(path: Path) -> str:
+    # tensordict writes no file for a tensor of 0 elements.
+    return file_sha256(path) if path.exists() else hashlib.sha256(b"").hexdigest()
+
+
+def _listed_tensors(folder: Path, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every tensor file a tensordict folder's ``meta.json`` lists (recursively), by path
+    relative to the top folder, with its shape and dtype as listed."""
+    meta = read_json(folder / _TENSORDICT_META)
+    found = {}
+    for key, entry in meta.items():
+        if key in _TENSORDICT_FOLDER_KEYS or not isinstance(entry, dict):
+            continue
+        name = _encode_key_for_filesystem(key)
+        if entry.get("type") == "TensorDict":
+            found.update(_listed_tensors(folder / name, f"{prefix}{name}/"))
+        else:
+            found[f"{prefix}{name}.memmap"] = {
+                "shape": entry.get("shape"),
+                "dtype": str(entry.get("dtype")),
+            }
+    return found
 
 
 def check_storage_folder(folder: Path) -> None:

@@ -8,6 +8,7 @@ staging folders of writers that no longer run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,9 +27,18 @@ from drpo_rl.data.layout import (
     METADATA_FILE,
     RESERVED_KEYS,
     STORAGE_DIR,
+    record_files,
     refuse_non_finite,
 )
-from envs.common.files import fsync_path, fsync_tree, write_atomic
+from envs.common.files import (
+    DiskFullError,
+    free_bytes,
+    fsync_path,
+    fsync_tree,
+    is_disk_full,
+    write_atomic,
+)
+from envs.common.locks import exclusive_lock, lock_file_for
 from envs.common.processes import process_alive
 
 __all__ = ["StagedDataset"]
@@ -63,20 +73,50 @@ class StagedDataset:
         self.path = Path(path)
         self.dir = self.path.parent / f".{self.path.name}.partial-{os.getpid()}-{uuid.uuid4().hex}"
         self._committed = False
+        self._keep = False
+        self._lock = contextlib.ExitStack()
+
+    @property
+    def lock_file(self) -> Path:
+        """The lock every writer of ``path`` holds while it writes (outside the parent
+        folder, which holds only datasets and the staging folders of killed writers)."""
+        return lock_file_for(self.path)
 
     def __enter__(self) -> StagedDataset:
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise FileExistsError(
-                f"{self.path} already exists and is not an empty folder; refusing to overwrite it"
-            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_stagings(self.path)
-        self.dir.mkdir()
+        # Two writers of one path would both stage, and the second's rename would fail.
+        self._lock.enter_context(
+            exclusive_lock(
+                self.lock_file,
+                what=f"dataset {self.path}",
+                hint="another run is writing it; wait for it to finish (then its dataset "
+                "opens) or write elsewhere",
+            )
+        )
+        try:
+            if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+                raise FileExistsError(
+                    f"{self.path} already exists and is not an empty folder; refusing to "
+                    "overwrite it"
+                )
+            _remove_abandoned_stagings(self.path)
+            self.dir.mkdir()
+        except BaseException:
+            self._lock.close()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self._committed:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            if not (self._committed or self._keep):
+                shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            self._lock.close()
+        if exc is not None and is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            # Raised by a write of tensordict or TorchRL, which name no path or size.
+            raise DiskFullError(
+                self.path, free=free_bytes(self.path.parent), reason=exc.strerror
+            ) from exc
 
     @property
     def storage_dir(self) -> Path:
@@ -89,7 +129,7 @@ class StagedDataset:
         ``[env, time]`` batches); a ``TensorDictReplayBuffer`` would also store its
         ``"index"`` entry.
         """
-        return LazyMemmapStorage(
+        return _AllocatedMemmapStorage(
             num_rows, scratch_dir=self.storage_dir, ndim=ndim, auto_cleanup=False
         )
 
@@ -122,7 +162,13 @@ class StagedDataset:
         fsync_tree(self.storage_dir)
         document = {
             "format_version": FORMAT_VERSION,
-            "storage": {"shape": shape, "ndim": storage.ndim, "num_rows": len(storage)},
+            "storage": {
+                "shape": shape,
+                "ndim": storage.ndim,
+                "num_rows": len(storage),
+                # Opening checks the files against these (a tampered index or layout).
+                "files": record_files(self.storage_dir),
+            },
             **metadata,
         }
         try:
@@ -136,9 +182,12 @@ class StagedDataset:
             # Atomic; replaces `path` only if it is absent or an empty folder.
             os.replace(self.dir, self.path)
         except OSError as err:
+            # Kept, and said so truthfully: it is complete, and only this message knows it.
+            self._keep = True
             raise FileExistsError(
-                f"could not move the finished dataset to {self.path} ({err}); it was left at "
-                f"{self.dir}"
+                f"could not move the finished dataset to {self.path} ({err}; something "
+                f"other than drpo_rl created it meanwhile); the complete dataset is kept at "
+                f"{self.dir}: move it where you want it (a next write to {self.path} removes it)"
             ) from err
         self._committed = True
         fsync_path(self.path.parent)  # the rename itself
@@ -158,3 +207,41 @@ def _remove_abandoned_stagings(path: Path) -> None:
                 pid,
             )
             shutil.rmtree(candidate, ignore_errors=True)
+
+
+class _AllocatedMemmapStorage(LazyMemmapStorage):
+    """A ``LazyMemmapStorage`` whose files get their disk blocks before any row is written.
+
+    Memory-mapped files that the file system allocates lazily (sparse files, tmpfs) turn a
+    full disk into a SIGBUS at some row, killing the process without a word. Here the
+    bytes the files need (known from the first batch: its bytes per row times the rows) are
+    compared with the space free before they are created, and then reserved
+    (``posix_fallocate``); any of it failing raises :class:`DiskFullError` naming the
+    dataset folder and the bytes needed.
+    """
+
+    def _init(self, data: Any) -> None:
+        folder = Path(self.scratch_dir)
+        needed = self.max_size * sum(
+            leaf.element_size() * math.prod(leaf.shape[data.batch_dims :])
+            for leaf in data.values(True, True)
+        )
+        free = free_bytes(folder)
+        if needed > free:
+            raise DiskFullError(folder.parent, needed=needed, free=free)
+        try:
+            super()._init(data)
+            for path in sorted(folder.rglob("*.memmap")):
+                size = path.stat().st_size
+                if size:
+                    fd = os.open(path, os.O_RDWR)
+                    try:
+                        os.posix_fallocate(fd, 0, size)
+                    finally:
+                        os.close(fd)
+        except OSError as err:
+            if is_disk_full(err) and not isinstance(err, DiskFullError):
+                raise DiskFullError(
+                    folder.parent, needed=needed, free=free_bytes(folder), reason=err.strerror
+                ) from err
+            raise

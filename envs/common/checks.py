@@ -28,8 +28,19 @@ def fail(name: str, expected: str, value: object) -> None:
     raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
-def check_int(name: str, value: Any, *, minimum: int = 1, optional: bool = False) -> Any:
-    """``value`` if it is an integer >= ``minimum`` (or None when ``optional``).
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int = 1,
+    maximum: int | None = None,
+    optional: bool = False,
+) -> Any:
+    """``value`` if it is an integer >= ``minimum`` and <= ``maximum`` (or None when
+    ``optional``).
+
+    ``maximum`` bounds a size before anything is allocated from it (a history length of
+    10**9 would otherwise try to allocate tens of GB, far from the cause).
 
     Example:
         >>> check_int("num_envs", 4)
@@ -42,11 +53,16 @@ def check_int(name: str, value: Any, *, minimum: int = 1, optional: bool = False
         Traceback (most recent call last):
         ...
         ValueError: history_length: expected an integer >= 0, got True
+        >>> check_int("history_length", 10**9, minimum=0, maximum=1000)
+        Traceback (most recent call last):
+        ...
+        ValueError: history_length: expected an integer in [0, 1000], got 1000000000
     """
     if optional and value is None:
         return None
-    if not (is_int(value) and value >= minimum):
-        fail(name, f"an integer >= {minimum}" + (" or None" if optional else ""), value)
+    if not (is_int(value) and value >= minimum and (maximum is None or value <= maximum)):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        fail(name, f"an integer {bounds}" + (" or None" if optional else ""), value)
     return value
 
 

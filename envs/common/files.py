@@ -15,9 +15,11 @@ their dead pid (:func:`remove_stale_temporaries`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,9 +28,12 @@ from typing import Any
 from envs.common.processes import process_alive
 
 __all__ = [
+    "DiskFullError",
     "file_sha256",
+    "free_bytes",
     "fsync_path",
     "fsync_tree",
+    "is_disk_full",
     "read_json",
     "remove_stale_temporaries",
     "remove_temporaries",
@@ -38,6 +43,61 @@ __all__ = [
 
 
 _TEMPORARY_SUFFIX = ".tmp"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A write failed for want of disk space (or quota); the message names the path and,
+    where known, the bytes needed and free.
+
+    Example:
+        >>> print(DiskFullError("/data/logs", needed=2_000_000, free=1_000))
+        /data/logs: not enough disk space: needs 2,000,000 bytes, 1,000 free; free some space \
+or write elsewhere
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        needed: int | None = None,
+        free: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        amounts = "" if needed is None else f": needs {needed:,} bytes"
+        if free is not None:
+            amounts += f", {free:,} free" if amounts else f": {free:,} bytes free"
+        because = "" if reason is None else f" ({reason})"
+        super().__init__(
+            errno.ENOSPC,
+            f"{path}: not enough disk space{because}{amounts}; free some space or write elsewhere",
+        )
+        self.path, self.needed, self.free, self.reason = Path(path), needed, free, reason
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):
+        # Raised in a worker process, it travels back pickled: rebuild it from its parts.
+        return _rebuild_disk_full, (str(self.path), self.needed, self.free, self.reason)
+
+
+def _rebuild_disk_full(path, needed, free, reason) -> DiskFullError:
+    return DiskFullError(path, needed=needed, free=free, reason=reason)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is a write that failed for want of space or quota."""
+    return isinstance(error, OSError) and error.errno in _DISK_FULL
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Bytes free to this user on the file system of ``folder`` (or its nearest existing
+    parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
@@ -72,6 +132,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> No
         write(tmp)
         fsync_path(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(path, free=free_bytes(path.parent), reason=err.strerror) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     fsync_path(path.parent)
@@ -109,8 +173,10 @@ JSON compliant: nan)
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """The JSON document in ``path``; a file that is not one raises ``ValueError`` naming it.
+def read_json(path: str | os.PathLike, *, kind: type | None = None) -> Any:
+    """The JSON document in ``path``; a file that is not one (or, with ``kind``, whose
+    top-level value is not a ``kind``, e.g. ``dict`` for an object) raises ``ValueError``
+    naming it. Nothing but JSON is ever parsed: a pickle is refused as "not a JSON document".
 
     Examples:
         >>> import tempfile, pathlib
@@ -121,12 +187,34 @@ def read_json(path: str | os.PathLike) -> Any:
         ...
         ValueError: ...meta.json: not a JSON document (Expecting ',' delimiter: line 1 \
 column 8 (char 7))
+        >>> _ = target.write_text('[1, 2]')
+        >>> read_json(target, kind=dict)
+        Traceback (most recent call last):
+        ...
+        ValueError: ...meta.json: expected a JSON object, got a JSON array
     """
     try:
         with open(path, encoding="utf-8") as file:
-            return json.load(file)
+            document = json.load(file)
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
         raise ValueError(f"{path}: not a JSON document ({err})") from err
+    if kind is not None and not isinstance(document, kind):
+        raise ValueError(
+            f"{path}: expected a JSON {_JSON_NAMES.get(kind, kind.__name__)}, got a JSON "
+            f"{_JSON_NAMES.get(type(document), type(document).__name__)}"
+        )
+    return document
+
+
+_JSON_NAMES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def file_sha256(path: str | os.PathLike) -> str:

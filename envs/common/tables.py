@@ -68,6 +68,14 @@ class TableError(ValueError):
             where += f", column {column!r}"
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self):
+        # Raised in a worker process, it travels back pickled: rebuild it from its parts.
+        return _rebuild_table_error, (self.path, self.problem, self.line, self.column)
+
+
+def _rebuild_table_error(path, problem, line, column) -> TableError:
+    return TableError(path, problem, line=line, column=column)
+
 
 def read_table(
     path: str | os.PathLike,
@@ -201,6 +209,16 @@ def read_table(
 
 def _source(path: Path, sep: str) -> io.BytesIO:
     data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise TableError(
+            path,
+            f"not UTF-8 text: byte {data[err.start : err.start + 1]!r} at byte offset "
+            f"{err.start} ({err.reason}); save the file as UTF-8",
+            line=line,
+        ) from None
     if sep == "::":
         # pandas reads multi-character separators only with its slow Python engine; a tab
         # never occurs in these files, so the swap keeps the C parser and every field.
@@ -251,6 +269,10 @@ def _parser_error(path: Path, err: Exception, expected: str) -> TableError:
     return TableError(path, f"cannot be parsed as a table of {expected}: {err}")
 
 
+# float64 holds every integer exactly up to 2**53 only.
+_FLOAT_EXACT_LIMIT = float(2**53)
+
+
 def _check_column(
     values, kind: str, path: Path, name: str, first_line: int, *, missing_ok: bool = False
 ):
@@ -289,6 +311,25 @@ def _check_column(
     elif kind == "binary":
         bad |= (as_float != 0) & (as_float != 1)
     _first_bad(bad, raw, kind, path, name, first_line)
+    # Integers must survive as int64 exactly: pandas reads 2**63 and above as uint64 (or,
+    # past 2**64, as float64), which astype(int64) would wrap to negative numbers, and
+    # float64 holds integers exactly only up to 2**53; either way distinct ids would merge.
+    if numbers.dtype.kind == "u":
+        too_large = (numbers > np.iinfo(np.int64).max).to_numpy()
+    elif numbers.dtype.kind == "f":
+        too_large = np.abs(as_float) >= _FLOAT_EXACT_LIMIT
+    else:
+        too_large = np.zeros(len(numbers), dtype=bool)
+    if too_large.any():
+        row = int(np.argmax(too_large))
+        raise TableError(
+            path,
+            f"expected {COLUMN_KINDS[kind]} that fits a signed 64-bit integer exactly "
+            f"(below 2**63, or below 2**53 when the column holds non-integer spellings), got "
+            f"{raw.iloc[row]!r}; distinct values would otherwise merge",
+            line=first_line + row,
+            column=name,
+        )
     if numbers.dtype.kind in "iu":
         return numbers.astype(np.int64)
     return pd.Series(as_float.astype(np.int64), index=numbers.index)

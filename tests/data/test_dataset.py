@@ -44,9 +44,12 @@ def test_round_trip_keeps_every_value_and_metadata(tmp_path):
     meta = reopened.metadata
     assert meta["env"] == "X" and meta["seed"] == 3
     assert meta["format_version"] == FORMAT_VERSION
+    files = meta["storage"].pop("files")
     assert meta["storage"] == {"shape": [50], "ndim": 1, "num_rows": 50}
+    assert files["next/reward.memmap"]["shape"] == list(td["next", "reward"].shape)
+    assert files["action.memmap"]["dtype"] == str(td["action"].dtype)
     on_disk = json.loads((tmp_path / "logs" / "metadata.json").read_text())
-    assert on_disk == meta
+    assert on_disk == {**meta, "storage": {**meta["storage"], "files": files}}
     assert OfflineLogs.is_complete(tmp_path / "logs")
 
 
@@ -105,7 +108,8 @@ def test_env_time_layout_gives_contiguous_trajectories_for_slice_sampler(tmp_pat
         batch_size=8,
         sampler=SliceSampler(slice_len=4, traj_key=("collector", "traj_ids")),
     )
-    assert logs.metadata["storage"] == {"shape": [time, num_envs], "ndim": 2, "num_rows": 24}
+    layout = {k: v for k, v in logs.metadata["storage"].items() if k != "files"}
+    assert layout == {"shape": [time, num_envs], "ndim": 2, "num_rows": 24}
     assert len(logs) == 24
     for _ in range(5):
         batch = logs.sample()
@@ -295,7 +299,7 @@ def test_next_write_says_it_removes_an_interrupted_one(tmp_path, caplog):
 def test_metadata_that_is_not_a_json_object_is_refused_naming_the_file(tmp_path):
     OfflineLogs.from_tensordict(_rows(), tmp_path / "logs")
     (tmp_path / "logs" / "metadata.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="metadata.json: expected a JSON object, got a list"):
+    with pytest.raises(ValueError, match="metadata.json: expected a JSON object, got a JSON array"):
         OfflineLogs(tmp_path / "logs")
     (tmp_path / "logs" / "metadata.json").write_text("{oops")
     with pytest.raises(ValueError, match="metadata.json: not a JSON document"):

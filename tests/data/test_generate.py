@@ -110,9 +110,7 @@ def test_reopening_loads_without_generating(tmp_path, monkeypatch):
         raise AssertionError("generate_logs collected again instead of loading")
 
     monkeypatch.setattr(generate_module, "_collect", no_generation)
-    start = time.perf_counter()
     again = _bandit(tmp_path / "logs", n=1000, batch_size=16)
-    assert time.perf_counter() - start < 5
     assert again.sample().shape == (16,)
     for key in LOG_KEYS:
         assert torch.equal(again[:][key], first[key]), key

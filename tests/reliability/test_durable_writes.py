@@ -130,7 +130,11 @@ def test_store_writers_use_the_shared_writer(tmp_path, monkeypatch):
     results.save_checkpoint(key, {"step": 1}, {"steps": 2})
     results.save(key, {"metrics": {"reward": 1.0}})
     assert used == ["seed-0.pt", "seed-0.ckpt.pt", "seed-0.json"]
-    assert json.loads(results.path(key).read_text()) == {"metrics": {"reward": 1.0}}
+    assert json.loads(results.path(key).read_text()) == {
+        "metrics": {"reward": 1.0},
+        "run": "medium/bc/seed-0",
+        "settings_sha256": None,
+    }
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -239,3 +243,20 @@ def test_benchmark_rerun_removes_temporaries_of_killed_writers(tmp_path):
     again = run_benchmark(config, tmp_path, progress=False, echo=lambda *_: None)
     assert not any(path.exists() for path in planted)
     assert again.ran == [] and again.records == first.records
+
+
+# Where a rename may appear: the one atomic writer, and the dataset folder's own rename
+# (a folder, fsync'ed as a tree before and its parent after).
+_RENAMES_ALLOWED = {"envs/common/files.py", "drpo_rl/data/staging.py"}
+
+
+def test_every_write_then_rename_goes_through_write_atomic():
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for package in ("drpo_rl", "envs", "examples"):
+        for path in sorted((root / package).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            for needle in ("os.replace(", "os.rename(", ".rename(", "shutil.move("):
+                if needle in text and str(path.relative_to(root)) not in _RENAMES_ALLOWED:
+                    found.append(f"{path.relative_to(root)}: {needle}")
+    assert found == []

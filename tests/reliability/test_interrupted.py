@@ -22,9 +22,9 @@ import torch
 from drpo_rl.data import OfflineLogs, generate_logs
 
 SETTINGS = {"num_items": 30}
-# Large enough that the kill lands while rows are being written (about a minute of work on
-# two cores); small enough that the rerun below is quick.
-KILLED_ROWS = 600_000
+# Room for many batches; the child pauses (see below) after PAUSE_AFTER_BATCHES of them.
+KILLED_ROWS = 200_000
+PAUSE_AFTER_BATCHES = 2
 RERUN_ROWS = 3_000
 
 
@@ -41,9 +41,25 @@ def _generate(path, num_samples):
     )
 
 
-def _start_generation_in_a_fresh_interpreter(path):
+def _start_generation_in_a_fresh_interpreter(path, marker):
+    # The kill must land while rows are being written, on any machine: after a set number
+    # of batches the child says so in `marker` and stops right there (between two writes),
+    # instead of the test guessing how long the writing takes.
     script = textwrap.dedent(
         f"""
+        import pathlib, threading
+        from torchrl.data import ReplayBuffer
+        real_extend, written = ReplayBuffer.extend, []
+
+        def extend(self, data, *args, **kwargs):
+            index = real_extend(self, data, *args, **kwargs)
+            written.append(data.batch_size.numel())
+            if len(written) == {PAUSE_AFTER_BATCHES}:
+                pathlib.Path({str(marker)!r}).write_text(str(sum(written)))
+                threading.Event().wait()  # until the SIGKILL
+            return index
+
+        ReplayBuffer.extend = extend
         from drpo_rl.data import generate_logs
         generate_logs("RecSimBanditDiscrete", "medium", {KILLED_ROWS}, path={str(path)!r},
                       seed=3, num_envs=1000, progress=False, **{SETTINGS!r})
@@ -54,34 +70,35 @@ def _start_generation_in_a_fresh_interpreter(path):
     )
 
 
-def _wait_for_rows_being_written(parent, child, timeout=180.0):
-    """The staging folder of the child, once its storage files exist (rows are flowing)."""
+def _wait_for_rows_written(marker, child, timeout=300.0):
+    """The rows the child wrote before it paused (a timeout only against a hang)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not marker.exists():
         if child.poll() is not None:
             pytest.fail(f"the generation ended before the kill: {child.stderr.read()[-2000:]}")
-        for entry in parent.iterdir():
-            storage = entry / "storage"
-            if entry.name.startswith(".logs.partial-") and storage.is_dir():
-                if any(f.suffix == ".memmap" for f in storage.iterdir()):
-                    return entry
-        time.sleep(0.2)
-    pytest.fail("no rows were written in time")
+        if time.monotonic() > deadline:
+            pytest.fail("the generation never reached its pause")
+        time.sleep(0.1)
+    return int(marker.read_text())
 
 
 @pytest.fixture(scope="module")
 def killed_generation(tmp_path_factory):
-    """A folder where a generation was SIGKILLed while writing rows."""
+    """A folder where a generation was SIGKILLed between two batches of rows."""
     parent = tmp_path_factory.mktemp("killed")
-    child = _start_generation_in_a_fresh_interpreter(parent / "logs")
+    marker = tmp_path_factory.mktemp("marker") / "paused"
+    child = _start_generation_in_a_fresh_interpreter(parent / "logs", marker)
     try:
-        staging = _wait_for_rows_being_written(parent, child)
-        time.sleep(1.0)  # let it write a few batches
+        rows = _wait_for_rows_written(marker, child)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
         child.stderr.close()
     assert child.returncode == -signal.SIGKILL
+    assert 0 < rows < KILLED_ROWS
+    (staging,) = parent.iterdir()
+    assert staging.name.startswith(".logs.partial-")
+    assert any(f.suffix == ".memmap" for f in (staging / "storage").iterdir())
     return parent, staging
 
 

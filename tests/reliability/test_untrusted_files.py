@@ -13,7 +13,10 @@ runs with that warning ignored, as in a user's script.
 """
 
 import contextlib
+import hashlib
+import io
 import json
+import logging
 import os
 import pickle
 import warnings
@@ -120,16 +123,16 @@ def test_logs_with_a_short_pickle_in_place_of_a_tensor_file_are_refused(tmp_path
     assert tensor_file.stat().st_size == len(payload), "loading rewrote one of the dataset's files"
 
 
-def test_logs_with_a_same_size_pickle_in_place_of_a_tensor_read_it_as_numbers(tmp_path, marker):
-    # A memmap is raw bytes: whatever the file holds is read as float32 values, never run.
+def test_logs_with_a_same_size_pickle_in_place_of_a_tensor_are_refused_unrun(tmp_path, marker):
+    # A memmap is raw bytes, never unpickled; and the recorded checksum tells the change.
     small_logs(tmp_path / "logs")
     tensor_file = tmp_path / "logs" / "storage" / "observation.memmap"
     size = tensor_file.stat().st_size
     payload = pickle_payload(marker)
     tensor_file.write_bytes(payload.ljust(size, b"\0")[:size])
-    observation = OfflineLogs(tmp_path / "logs")[:]["observation"]
-    expected = torch.frombuffer(bytearray(payload.ljust(size, b"\0")[:size]), dtype=torch.float32)
-    torch.testing.assert_close(observation.reshape(-1), expected, equal_nan=True)
+    with pytest.raises(ValueError, match="observation.memmap: its bytes changed"):
+        OfflineLogs(tmp_path / "logs")
+    assert not marker.exists()
 
 
 def test_logs_metadata_replaced_by_a_pickle_is_not_executed(tmp_path, marker):
@@ -158,7 +161,7 @@ def tiny_ratings(path):
 
 
 @pytest.mark.parametrize("form", ["raw pickle", "torch.save zip"])
-def test_fit_cache_with_a_planted_pickle_is_refused(tmp_path, marker, form):
+def test_fit_cache_with_a_planted_pickle_is_not_run_but_rebuilt(tmp_path, marker, form, caplog):
     ratings = tiny_ratings(tmp_path / "u.data")
     settings = FitSettings(embedding_dim=3, steps=5)
     cache = tmp_path / "cache"
@@ -169,12 +172,14 @@ def test_fit_cache_with_a_planted_pickle_is_refused(tmp_path, marker, form):
         tensors_file.write_bytes(pickle_payload(marker))
     else:
         torch_payload(tensors_file, marker)
-    with pytest.raises(WEIGHTS_REFUSED, match=WEIGHTS_REFUSED_MESSAGE):
-        load_or_fit(ratings, settings=settings, cache_dir=cache)
-    # the genuine cache entry, restored, still loads
-    tensors_file.write_bytes(genuine)
-    again = load_or_fit(ratings, settings=settings, cache_dir=cache)
+    with caplog.at_level(logging.WARNING, logger="envs.fit_cache"):
+        again = load_or_fit(ratings, settings=settings, cache_dir=cache)
+    assert f"the fit cache entry {tensors_file.with_suffix('')} is damaged" in caplog.text
+    assert "fitting the ratings again and replacing it" in caplog.text
     torch.testing.assert_close(again.users, first.users)
+    assert tensors_file.read_bytes() != pickle_payload(marker)  # replaced by a genuine entry
+    rebuilt = torch.load(tensors_file, weights_only=True)
+    assert rebuilt.keys() == torch.load(io.BytesIO(genuine), weights_only=True).keys()
 
 
 # --------------------------------------------------------------- benchmark policy weights
@@ -186,7 +191,12 @@ def planted_run(root, weights_writer):
     )
     run = root / "runs" / "medium" / "bc" / "seed-0.json"
     run.parent.mkdir(parents=True)
-    run.write_text(json.dumps({"algorithm": "bc", "hparams": {"num_cells": 8}, "seed": 0}))
+    settings = json.loads((root / "benchmark.json").read_text())
+    digest = hashlib.sha256(
+        json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    record = {"algorithm": "bc", "hparams": {"num_cells": 8}, "seed": 0, "metrics": {}}
+    run.write_text(json.dumps({**record, "run": "medium/bc/seed-0", "settings_sha256": digest}))
     weights_writer(run.with_suffix(".pt"))
     return run
 
@@ -202,3 +212,41 @@ def test_trained_run_record_replaced_by_a_pickle_is_not_executed(tmp_path, marke
     run.write_bytes(pickle_payload(marker))
     with pytest.raises(ValueError):
         load_trained_run(run)
+
+
+# ------------------------------------------------------------- run records (issue 16, 4)
+def _bench_folder(out):
+    from drpo_rl.benchmark import make_config, run_benchmark
+
+    config = make_config("tiny", algorithms=("bc",), references=(), seeds=(0, 1), steps=3)
+    run_benchmark(config, out, progress=False, echo=lambda *args: None)
+    return config
+
+
+def test_a_record_copied_into_another_cells_folder_is_refused(tmp_path):
+    from drpo_rl.benchmark import run_benchmark
+    from drpo_rl.benchmark.store import BenchmarkFolderError
+
+    config = _bench_folder(tmp_path / "out")
+    runs = tmp_path / "out" / "runs" / "medium" / "bc"
+    (runs / "seed-1.json").write_bytes((runs / "seed-0.json").read_bytes())
+    with pytest.raises(BenchmarkFolderError) as caught:
+        run_benchmark(config, tmp_path / "out", progress=False, echo=lambda *args: None)
+    assert str(caught.value) == (
+        f"{runs / 'seed-1.json'}: holds the record of run 'medium/bc/seed-0', not of "
+        "'medium/bc/seed-1' (copied or moved from another cell's folder); delete it to run "
+        "medium/bc/seed-1 again"
+    )
+
+
+def test_a_record_copied_from_a_folder_with_other_settings_is_refused(tmp_path):
+    from drpo_rl.benchmark import make_config, run_benchmark
+    from drpo_rl.benchmark.store import BenchmarkFolderError
+
+    _bench_folder(tmp_path / "a")
+    other = make_config("tiny", algorithms=("bc",), references=(), seeds=(0,), steps=4)
+    run_benchmark(other, tmp_path / "b", progress=False, echo=lambda *args: None)
+    record = "runs/medium/bc/seed-0.json"
+    (tmp_path / "b" / record).write_bytes((tmp_path / "a" / record).read_bytes())
+    with pytest.raises(BenchmarkFolderError, match="made in an output folder with other settings"):
+        run_benchmark(other, tmp_path / "b", progress=False, echo=lambda *args: None)

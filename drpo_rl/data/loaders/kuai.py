@@ -39,6 +39,7 @@ from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from envs.common.checks import check_choice, check_int, check_number
 from envs.common.files import file_sha256
 from envs.common.tables import TableError, read_table
+from envs.config import MAX_HISTORY_LENGTH
 
 __all__ = [
     "KUAIRAND_SIGNALS",
@@ -264,6 +265,8 @@ def load_kuairec(
 ) -> OfflineLogs:
     """:func:`parse_kuairec` stored as an :class:`~drpo_rl.data.OfflineLogs` at ``out``
     (re-opened without parsing when made from the same file and options)."""
+    # Checked before float(): float(True) would pass as a cap of 1.0.
+    check_number("watch_ratio_cap", watch_ratio_cap, minimum=0, strict=True)
     options = {
         "watch_ratio_cap": float(watch_ratio_cap),
         "history_length": history_length,
@@ -306,7 +309,7 @@ def _sequence(user, video, reward, seconds, history_length, extras) -> ParsedLog
 
 
 def _check_common(history_length: int, minimum: int) -> None:
-    check_int("history_length", history_length, minimum=0)
+    check_int("history_length", history_length, minimum=0, maximum=MAX_HISTORY_LENGTH)
     check_int("min_interactions_per_user", minimum)
 
 

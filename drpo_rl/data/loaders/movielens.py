@@ -47,6 +47,7 @@ from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from drpo_rl.data.loaders.user_features import read_user_features
 from envs.common.checks import check_int
 from envs.common.files import file_sha256
+from envs.config import MAX_HISTORY_LENGTH
 from envs.fitted import recbole_ml100k_path
 from envs.ratings import read_ratings
 
@@ -200,7 +201,7 @@ def load_movielens(
 
 
 def _check_options(history_length: int, min_ratings_per_user: int) -> None:
-    check_int("history_length", history_length, minimum=0)
+    check_int("history_length", history_length, minimum=0, maximum=MAX_HISTORY_LENGTH)
     check_int("min_ratings_per_user", min_ratings_per_user)
 
 

@@ -51,6 +51,7 @@ from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from envs.common.checks import check_choice, check_int
 from envs.common.files import file_sha256
 from envs.common.tables import TableError, read_table
+from envs.config import MAX_NUM_ITEMS
 
 __all__ = ["load_obd", "obd_sample_path", "parse_obd"]
 
@@ -147,7 +148,7 @@ def parse_obd(
         row = int(np.argmax(position < 1))
         raise fail(row, "position", f"expected a slate position >= 1, got {position[row]}")
     item = frame["item_id"].to_numpy(dtype=np.int64)
-    num_items, items_from = _num_items(path, item, num_items)
+    num_items, items_from = _num_items(path, item, num_items, first_line)
     if (item >= num_items).any():
         row = int(np.argmax(item >= num_items))
         raise fail(
@@ -156,7 +157,7 @@ def parse_obd(
 
     features = [c for c in frame.columns if c.startswith(_USER_FEATURE)]
     affinities = [c for c in frame.columns if c.startswith(_AFFINITY)]
-    given = {} if vocabulary is None else {k: list(v) for k, v in vocabulary.items()}
+    given = _check_vocabulary(vocabulary, ["position", *features])
     vocab: dict[str, list] = {}
     blocks = []
     for name in ["position", *features]:
@@ -261,9 +262,11 @@ def load_obd(
     )
 
 
-def _num_items(path: Path, item: np.ndarray, num_items: int | None) -> tuple[int, str]:
+def _num_items(
+    path: Path, item: np.ndarray, num_items: int | None, first_line: int
+) -> tuple[int, str]:
     if num_items is not None:
-        return check_int("num_items", num_items), "num_items="
+        return check_int("num_items", num_items, maximum=MAX_NUM_ITEMS), "num_items="
     context = path.parent / "item_context.csv"
     if context.is_file():
         items = read_table(context, {"item_id": "id"})["item_id"].to_numpy()
@@ -273,4 +276,42 @@ def _num_items(path: Path, item: np.ndarray, num_items: int | None) -> tuple[int
                 context, f"expected item ids 0..{len(items) - 1}, each once", column="item_id"
             )
         return len(items), f"the rows of {context}"
-    return int(item.max()) + 1, "the largest item_id + 1"
+    largest = int(item.max())
+    if largest >= MAX_NUM_ITEMS:
+        row = int(np.argmax(item))
+        raise TableError(
+            path,
+            f"item_id {largest} would make a catalogue of {largest + 1} items (ids are "
+            f"0..N-1; at most {MAX_NUM_ITEMS} items); fix the id, or pass num_items, or put "
+            "the item_context.csv beside the file",
+            line=first_line + row,
+            column="item_id",
+        )
+    return largest + 1, "the largest item_id + 1"
+
+
+def _check_vocabulary(vocabulary: Mapping[str, Sequence] | None, names: list[str]) -> dict:
+    """The given vocabulary as lists, if it has exactly the file's categorical columns, each
+    with distinct categories (a missing or extra column would give another layout quietly)."""
+    if vocabulary is None:
+        return {}
+    if not isinstance(vocabulary, Mapping) or set(vocabulary) != set(names):
+        found = sorted(vocabulary) if isinstance(vocabulary, Mapping) else vocabulary
+        raise ValueError(
+            f"vocabulary: expected the categories of exactly the file's columns {names}, "
+            f"got {found!r}"
+        )
+    given = {}
+    for name in names:
+        categories = vocabulary[name]
+        if isinstance(categories, (str, bytes)) or not isinstance(categories, Sequence):
+            raise ValueError(
+                f"vocabulary[{name!r}]: expected a list of categories, got {categories!r}"
+            )
+        if len(set(categories)) != len(categories) or not categories:
+            raise ValueError(
+                f"vocabulary[{name!r}]: expected distinct categories (at least one), got "
+                f"{list(categories)!r}"
+            )
+        given[name] = list(categories)
+    return given

@@ -32,6 +32,7 @@ import torch
 from tensordict import TensorDict
 
 from envs.common.checks import check_int
+from envs.config import MAX_HISTORY_LENGTH
 
 __all__ = ["keep_active_users", "observation_layout", "sequence_logs"]
 
@@ -148,7 +149,7 @@ def sequence_logs(
         >>> td["next", "done"].squeeze(-1).tolist()
         [True, False, True]
     """
-    check_int("history_length", history_length, minimum=0)
+    check_int("history_length", history_length, minimum=0, maximum=MAX_HISTORY_LENGTH)
     rows = user.shape[0]
     # lexsort: last key is primary; the input position breaks ties in time.
     order = np.lexsort((np.arange(rows), timestamp, user))
