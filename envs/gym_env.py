@@ -55,8 +55,8 @@ class SimulatedUsersGymEnv(gym.Env):
     ## Description
 
     Registered as `drpo_rl/<name>-v0` for every env of `envs.list_envs()`: a recommender
-    shows one catalogue item per step to a simulated user, who rewards it (PAPER.md
-    section 5) and, in sessions, drifts, tires and eventually leaves. The dynamics, spaces
+    shows one catalogue item per step to a simulated user, who rewards it (docs/method.md,
+    section 6) and, in sessions, drifts, tires and eventually leaves. The dynamics, spaces
     and rewards are those of the batched env of the same name (see its docstring), with
     numpy in and out; the core runs as a batch of one through its own rules, without
     TorchRL's per-step machinery (which costs more than a one-user step).
