@@ -1,4 +1,5 @@
-"""Online evaluation of policies against simulated users, through TorchRL collectors.
+"""Online evaluation of policies against simulated users, through TorchRL collectors, and
+off-policy evaluation from logs alone (:mod:`drpo_rl.evaluation.off_policy`).
 
 The public names load on first use, so that building the ``drpo-rl`` command line (which
 imports :mod:`drpo_rl.commands.evaluate`) does not import torch.
@@ -17,6 +18,9 @@ _EXPORTS = {
     "evaluate": "drpo_rl.evaluation.online",
     "evaluation_env": "drpo_rl.evaluation.online",
     "OnlineMetrics": "drpo_rl.evaluation.metrics",
+    "OffPolicyEstimate": "drpo_rl.evaluation.off_policy",
+    "fit_reward_model": "drpo_rl.evaluation.off_policy",
+    "off_policy_evaluate": "drpo_rl.evaluation.off_policy",
     "OraclePolicy": "drpo_rl.evaluation.reference",
     "oracle_policy": "drpo_rl.evaluation.reference",
 }
