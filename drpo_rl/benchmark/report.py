@@ -11,9 +11,13 @@ from drpo_rl.benchmark.results import markdown_table, render_table, write_csv, w
 from envs.common.files import write_atomic
 
 
-def write_report(report, *, console: Console | None = None, plots: bool = True) -> list[Path]:
+def write_report(
+    report, *, console: Console | None = None, plots: bool = True, ope=None
+) -> list[Path]:
     """Write ``results.csv``, ``results.json``, ``results.md`` and the PNG figures into the
     report's folder, print the table and a summary on ``console``; return the paths written.
+    ``ope``: ``(estimator, rows)`` of :func:`~drpo_rl.evaluation.off_policy.benchmark.
+    benchmark_ope`, written to ``results_ope.csv`` and printed beside the online table.
     """
     out = report.out_dir
     paths = [out / "results.csv", out / "results.json", out / "results.md"]
@@ -23,8 +27,14 @@ def write_report(report, *, console: Console | None = None, plots: bool = True) 
     write_atomic(paths[2], lambda tmp: tmp.write_text(table))
     if plots:
         paths += plot_all(report.records, out)
+    if ope is not None:
+        from drpo_rl.evaluation.off_policy.benchmark import ope_table, write_ope_csv
+
+        paths.append(write_ope_csv(ope[1], out / "results_ope.csv"))
     if console is not None:
         render_table(report.records, console)
+        if ope is not None:
+            console.print(ope_table(ope[1], ope[0]))
         console.print(
             f"{len(report.ran)} run(s) done, {len(report.skipped)} skipped (already finished) "
             f"in {report.wall_seconds:.1f} s; device {report.config.device}"

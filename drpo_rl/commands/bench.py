@@ -25,6 +25,7 @@ from drpo_rl.commands.options import (
     add_no_progress,
     env_spec,
 )
+from drpo_rl.evaluation.off_policy.names import BENCH_ESTIMATOR
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -85,6 +86,14 @@ def add_bench_command(subparsers) -> None:
         "saying which process holds it)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument(
+        "--ope",
+        nargs="?",
+        const=BENCH_ESTIMATOR,
+        metavar="ESTIMATOR",
+        help="also estimate each trained run off-policy from its logs, beside its online "
+        f"value (default estimator: {BENCH_ESTIMATOR}); writes results_ope.csv",
+    )
     add_no_progress(parser)
     parser.set_defaults(func=bench)
 
@@ -180,5 +189,10 @@ def _bench(args: argparse.Namespace) -> int:
         echo=console.print,
         wait=args.wait,
     )
-    write_report(report, console=console, plots=not args.no_plots)
+    ope = None
+    if args.ope:
+        from drpo_rl.evaluation.off_policy.benchmark import benchmark_ope
+
+        ope = (args.ope, benchmark_ope(report.out_dir, report.records, args.ope))
+    write_report(report, console=console, plots=not args.no_plots, ope=ope)
     return 0

@@ -18,9 +18,9 @@ _EXPORTS = {
     "evaluate": "drpo_rl.evaluation.online",
     "evaluation_env": "drpo_rl.evaluation.online",
     "OnlineMetrics": "drpo_rl.evaluation.metrics",
-    "OffPolicyEstimate": "drpo_rl.evaluation.off_policy",
-    "fit_reward_model": "drpo_rl.evaluation.off_policy",
-    "off_policy_evaluate": "drpo_rl.evaluation.off_policy",
+    "OffPolicyEstimate": "drpo_rl.evaluation.off_policy.evaluate",
+    "fit_reward_model": "drpo_rl.evaluation.off_policy.evaluate",
+    "off_policy_evaluate": "drpo_rl.evaluation.off_policy.evaluate",
     "OraclePolicy": "drpo_rl.evaluation.reference",
     "oracle_policy": "drpo_rl.evaluation.reference",
 }

@@ -13,8 +13,8 @@ from torchrl.modules import ProbabilisticActor
 
 from drpo_rl.data import generate_logs
 from drpo_rl.evaluation import evaluate, fit_reward_model, off_policy_evaluate
-from drpo_rl.evaluation.off_policy import BANDIT_ESTIMATORS, SESSION_ESTIMATORS
 from drpo_rl.evaluation.off_policy.logged import read_logs
+from drpo_rl.evaluation.off_policy.names import BANDIT_ESTIMATORS, SESSION_ESTIMATORS
 from drpo_rl.models import PolicySpecs, make_actor
 from envs import EnvSpec
 

@@ -50,6 +50,13 @@ class Terms:
     ``a`` and ``b`` are float64 ``[n, T]``, ``c`` is ``[n]``; ``weights`` (``[n]``) are the
     importance weights the estimator uses, for the diagnostics, and ``clipped`` (bool
     ``[n]``) marks those its clip or switch changed.
+
+    Example:
+        >>> a = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+        >>> Terms(a=a).value(), Terms(a=a, b=2 * a).value()  # mean 2; ratio 4 / 8
+        (2.0, 0.5)
+        >>> Terms(a=a).resampled(torch.tensor([[1, 1], [0, 0]])).tolist()
+        [3.0, 1.0]
     """
 
     a: torch.Tensor | None = None

@@ -11,6 +11,7 @@ diagnostics.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -20,25 +21,22 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY, settings_differences
 from drpo_rl.evaluation.off_policy import estimators as est
 from drpo_rl.evaluation.off_policy.fqe import fitted_q
 from drpo_rl.evaluation.off_policy.intervals import INTERVALS
 from drpo_rl.evaluation.off_policy.intervals import interval as make_interval
 from drpo_rl.evaluation.off_policy.logged import LoggedSessions, read_logs
+from drpo_rl.evaluation.off_policy.names import (
+    BANDIT_ESTIMATORS,
+    DEFAULT_CLIP,
+    ESTIMATORS,
+    MODEL_BASED,
+    SESSION_ESTIMATORS,
+)
 from drpo_rl.evaluation.off_policy.reward_model import ItemValueModel
 from drpo_rl.evaluation.off_policy.target import TargetItems, policy_device, target_items
 from envs.common.checks import check_choice, check_int, check_number
-
-#: Estimators of horizon-1 logs and of session logs (the defaults of each).
-BANDIT_ESTIMATORS = ("dm", "ips", "snips", "dr", "sndr", "switch-dr", "clipped-ips")
-SESSION_ESTIMATORS = ("dm", "pdis", "wpdis", "dr")
-ESTIMATORS = tuple(dict.fromkeys(BANDIT_ESTIMATORS + SESSION_ESTIMATORS))
-MODEL_BASED = ("dm", "dr", "sndr", "switch-dr")
-#: The default clip of clipped-ips and switch-dr: a weight above 100 (the policy favours the
-#: logged item 100 times more than the behaviour did) is where a handful of rows start to
-#: dominate logs of 10^4 rows; the share of rows above it is in the diagnostics.
-DEFAULT_CLIP = 100.0
 
 
 @dataclass
@@ -253,15 +251,25 @@ def _catalogue_env(env, metadata: dict):
     generated logs' metadata; None when neither is known."""
     from envs import EnvSpec
 
+    recorded = metadata.get("env")
+    if not isinstance(recorded, dict) or "name" not in recorded:
+        recorded = None
     if env is None:
-        recorded = metadata.get("env")
-        if not isinstance(recorded, dict) or "name" not in recorded:
+        if recorded is None:
             return None
         env = EnvSpec(recorded["name"], recorded.get("config", {}))
     if isinstance(env, str):
         env = EnvSpec(env)
     if isinstance(env, EnvSpec):
         env = env.make()
+    if recorded is not None and isinstance(recorded.get("config"), dict):
+        config = dataclasses.asdict(env.config) if dataclasses.is_dataclass(env.config) else {}
+        differences = settings_differences(recorded["config"], config)
+        if differences:
+            raise ValueError(
+                "env: the logs were generated in another world than the policy's env "
+                f"(logs' metadata.json vs env): {'; '.join(differences)}"
+            )
     return env
 
 

@@ -12,6 +12,7 @@ Example:
     >>> from tensordict import TensorDict
     >>> from drpo_rl.evaluation.off_policy.logged import read_logs
     >>> from drpo_rl.evaluation.off_policy.target import TargetItems
+    >>> _ = torch.manual_seed(0)
     >>> rows = TensorDict({"observation": torch.randn(400, 2), "action": torch.zeros(400).long(),
     ...                    "behavior_log_prob": torch.zeros(400),
     ...                    ("next", "reward"): torch.ones(400, 1)}, [400])

@@ -62,6 +62,18 @@ class LoggedSessions:
         num_items: catalogue size the item ids index.
         dropped_sessions: sessions left out because the log stream stopped inside them.
         fingerprint: a digest of the logged items and rewards, to tell these logs apart.
+
+    Example:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> streams = TensorDict({  # one user stream [env=1, time=3]: sessions 7 and 8
+        ...     "observation": torch.zeros(1, 3, 2), "action": torch.tensor([[0, 1, 1]]),
+        ...     "behavior_log_prob": torch.zeros(1, 3), ("collector", "traj_ids"):
+        ...     torch.tensor([[7, 7, 8]]), ("next", "reward"): torch.ones(1, 3, 1),
+        ...     ("next", "done"): torch.tensor([[[False], [True], [False]]])}, [1, 3])
+        >>> logged = read_logs(streams, num_items=2)  # session 8 never ended: left out
+        >>> logged.mask.tolist(), logged.dropped_sessions, logged.horizon
+        ([[True, True]], 1, 2)
     """
 
     rows: TensorDictBase

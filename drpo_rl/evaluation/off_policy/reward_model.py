@@ -44,6 +44,11 @@ class ItemValueModel(nn.Module):
         item_embeddings: the catalogue's ``[N, d]`` embeddings (fixed features), or ``None``
             for a learned embedding of the item id.
         num_cells, depth: the MLP's hidden width and layers.
+
+    Example:
+        >>> model = ItemValueModel(obs_dim=3, num_items=5, item_embeddings=torch.eye(5, 4))
+        >>> model(torch.zeros(2, 3), torch.tensor([[0, 4, 1], [2, 2, 2]])).shape
+        torch.Size([2, 3])
     """
 
     def __init__(

@@ -47,6 +47,12 @@ class TargetItems:
         probs: float64 ``[R, N]``, exact item probabilities (a stochastic item-id actor).
         mc_samples: draws per state behind ``logged`` (0: exact).
         mc_variance: float64 ``[R]``, the Monte-Carlo variance of ``logged`` (0 when exact).
+
+    Example:
+        >>> probs = torch.tensor([[0.25, 0.75]], dtype=torch.float64)
+        >>> target = TargetItems(logged=probs[:, 1], probs=probs)
+        >>> target.expectation(lambda items: items.double() * 10).tolist()  # 0.75 * 10
+        [7.5]
     """
 
     logged: torch.Tensor
