@@ -25,8 +25,9 @@ Thompson sampling policy (BTS) is estimated from the uniform-random logs and com
 BTS's own logs' mean click rate (a Student-t interval). BTS, as run in ZOZOTOWN, drew one
 click-rate sample per item from Beta(alpha, beta) priors (``obp/policy/conf/prior_bts.yaml``,
 read as data) and showed the three highest at positions 1-3; its item distribution per
-position is computed here by Monte-Carlo (1M draws), as obp's ``compute_batch_action_dist``
-does, and played as a stochastic target of the position in each row.
+position is computed by Monte-Carlo (1M draws; ``drpo_rl.evaluation.off_policy.obd_bts``),
+as obp's ``compute_batch_action_dist`` does, and played as a stochastic target of each row's
+position.
 
 Usage::
 
@@ -48,8 +49,14 @@ from torchrl.modules import ProbabilisticActor
 
 from drpo_rl.benchmark.training import train
 from drpo_rl.data import BehaviorMixture, scenario_weights
-from drpo_rl.evaluation import evaluate, evaluation_env, oracle_policy
-from drpo_rl.evaluation.off_policy import BANDIT_ESTIMATORS, fit_reward_model, off_policy_evaluate
+from drpo_rl.evaluation import (
+    evaluate,
+    evaluation_env,
+    fit_reward_model,
+    off_policy_evaluate,
+    oracle_policy,
+)
+from drpo_rl.evaluation.off_policy.names import BANDIT_ESTIMATORS
 from drpo_rl.models import PolicySpecs, make_actor
 from envs import EnvSpec
 
@@ -231,30 +238,10 @@ def plot(records: list[dict], path: Path) -> None:
         ax.set_xlabel("true online reward")
     for row in grid:
         row[0].set_ylabel("estimate (95% interval)")
-    axes[0].legend(fontsize=7, loc="upper left")
+    axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("Off-policy estimates vs evaluate() truth\n(random, behaviour, BC, DRPO, oracle)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
-
-def bts_item_probs(campaign: str, num_positions: int, draws: int = 1_000_000) -> torch.Tensor:
-    """``[positions, items]``: how often BTS's prior shows each item at each position."""
-    import yaml
-
-    from drpo_rl.data.loaders.obd import obd_sample_path
-
-    conf = obd_sample_path("bts", campaign).parents[4] / "policy" / "conf" / "prior_bts.yaml"
-    prior = yaml.safe_load(conf.read_text())[campaign]
-    beta = torch.distributions.Beta(torch.tensor(prior["alpha"]), torch.tensor(prior["beta"]))
-    counts = torch.zeros(num_positions, len(prior["alpha"]), dtype=torch.float64)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    for _ in range(draws // 100_000):
-        top = beta.sample((100_000,)).topk(num_positions, dim=-1).indices  # [draws, positions]
-        for position in range(num_positions):
-            counts[position] += torch.bincount(top[:, position], minlength=counts.shape[1])
-    torch.random.set_rng_state(generator_state)
-    return counts / counts.sum(-1, keepdim=True)
 
 
 def obd_check(campaign: str = "all") -> dict:
@@ -263,20 +250,12 @@ def obd_check(campaign: str = "all") -> dict:
 
     from drpo_rl.data import parse_obd
     from drpo_rl.data.loaders.obd import obd_sample_path
+    from drpo_rl.evaluation.off_policy.obd_bts import bts_item_probs, bts_policy, bts_prior
 
     random_logs = parse_obd(obd_sample_path("random", campaign))
     bts_logs = parse_obd(obd_sample_path("bts", campaign))
     positions = len(random_logs.metadata["vocabulary"]["position"])
-    log_table = bts_item_probs(campaign, positions).log()
-    bts = ProbabilisticActor(
-        TensorDictModule(
-            lambda obs: log_table[obs[:, :positions].argmax(-1)],
-            in_keys=["observation"],
-            out_keys=["logits"],
-        ),
-        in_keys=["logits"],
-        distribution_class=torch.distributions.Categorical,
-    )
+    bts = bts_policy(bts_item_probs(bts_prior(campaign), positions))
     estimates = off_policy_evaluate(
         bts,
         random_logs.data,

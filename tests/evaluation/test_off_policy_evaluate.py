@@ -222,6 +222,22 @@ def test_same_seed_same_numbers(bandit_logs):
     assert {k: e.to_dict() for k, e in first.items()} == {k: e.to_dict() for k, e in again.items()}
 
 
+def test_the_callers_random_stream_is_left_alone(embedding_logs):
+    actor = make_actor(PolicySpecs(obs_dim=16, action_dim=16))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    off_policy_evaluate(
+        actor,
+        embedding_logs,
+        estimators=("dr",),
+        deterministic=False,
+        mc_samples=8,
+        num_bootstrap=50,
+    )
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_t_and_bootstrap_intervals_agree_roughly(bandit_logs):
     actor = constant_item(0)
     t = off_policy_evaluate(actor, bandit_logs, estimators=("snips",), interval="t")["snips"]
@@ -244,6 +260,10 @@ def test_gaussian_policy_at_item_level(embedding_logs):
     )
     assert rnd["ips"].diagnostics["mc_samples"] == 64
     assert 0 < rnd["ips"].diagnostics["mc_std_error"] < 0.1
+    again = off_policy_evaluate(
+        actor, embedding_logs, estimators=("ips", "dr"), deterministic=False, mc_samples=64
+    )
+    assert {k: e.to_dict() for k, e in again.items()} == {k: e.to_dict() for k, e in rnd.items()}
     # A sampled Gaussian spreads over more items than its mean: weights are smaller.
     assert rnd["ips"].diagnostics["max_weight"] <= det.diagnostics["max_weight"] + 1e-9
 

@@ -179,7 +179,7 @@ def off_policy_evaluate(
         unit_embeddings=None if catalogue is None else catalogue.unit_embeddings.to(device),
         chunk_size=getattr(catalogue_env, "chunk_size", 4096),
         mc_samples=mc_samples,
-        generator=torch.Generator(device=device).manual_seed(seed),
+        seed=seed,
     )
     pi = target.logged.reshape(logged.item.shape)
     w = torch.where(logged.mask, pi / logged.propensity, 1.0)
@@ -310,12 +310,14 @@ def _model(given, logged: LoggedSessions, catalogue, seed: int):
     """``(model, whether to fit it)``: the given model, checked, or a new one."""
     obs_dim = int(logged.rows.get("observation").shape[-1])
     if given is None:
-        torch.manual_seed(seed)
-        model = ItemValueModel(
-            obs_dim=obs_dim,
-            num_items=logged.num_items,
-            item_embeddings=None if catalogue is None else catalogue.embeddings,
-        )
+        # Initialised from ``seed``, leaving the caller's random stream as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = ItemValueModel(
+                obs_dim=obs_dim,
+                num_items=logged.num_items,
+                item_embeddings=None if catalogue is None else catalogue.embeddings,
+            )
         return model, True
     if (given.obs_dim, given.num_items) != (obs_dim, logged.num_items):
         raise ValueError(

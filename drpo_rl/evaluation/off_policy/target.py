@@ -88,28 +88,31 @@ def target_items(
     unit_embeddings: torch.Tensor | None = None,
     chunk_size: int = 4096,
     mc_samples: int = 256,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
 ) -> TargetItems:
     """The item distribution of ``policy`` on ``rows`` ``[R]`` (see the module docstring).
 
     ``unit_embeddings`` (``[N, d]``, unit rows) decodes embedding actions; ``chunk_size``
-    items per decoding step. Raises ``ValueError`` when the policy's actions do not fit the
-    logs' ``num_items`` items (an action-space mismatch).
+    items per decoding step; the Monte-Carlo draws come from ``seed`` (the caller's random
+    streams are left as they were). Raises ``ValueError`` when the policy's actions do not
+    fit the logs' ``num_items`` items (an action-space mismatch).
     """
-    parts = [
-        _target_chunk(
-            policy,
-            rows[start : start + POLICY_CHUNK],
-            logged_item[start : start + POLICY_CHUNK],
-            num_items=num_items,
-            deterministic=deterministic,
-            unit_embeddings=unit_embeddings,
-            chunk_size=chunk_size,
-            mc_samples=mc_samples,
-            generator=generator,
-        )
-        for start in range(0, rows.shape[0], POLICY_CHUNK)
-    ]
+    device = logged_item.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        parts = [
+            _target_chunk(
+                policy,
+                rows[start : start + POLICY_CHUNK],
+                logged_item[start : start + POLICY_CHUNK],
+                num_items=num_items,
+                deterministic=deterministic,
+                unit_embeddings=unit_embeddings,
+                chunk_size=chunk_size,
+                mc_samples=mc_samples,
+            )
+            for start in range(0, rows.shape[0], POLICY_CHUNK)
+        ]
 
     def cat(name):
         values = [getattr(p, name) for p in parts]
@@ -134,7 +137,6 @@ def _target_chunk(
     unit_embeddings,
     chunk_size,
     mc_samples,
-    generator,
 ) -> TargetItems:
     exploration = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
     with set_exploration_type(exploration), torch.no_grad():
