@@ -77,6 +77,7 @@ def fitted_q(
                 goal.reshape(-1)[real],
                 seed=seed + iteration,
                 epochs=FIRST_EPOCHS if iteration == 0 else LATER_EPOCHS,
+                fresh=iteration == 0,
             )
         model.fitted_on = logged.fingerprint
     q = torch.where(mask, model.scores(obs, item[:, None]).reshape(shape), 0.0)

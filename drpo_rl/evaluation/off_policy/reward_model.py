@@ -104,12 +104,14 @@ def fit_item_values(
     batch_size: int = 512,
     lr: float = 3e-3,
     patience: int = 4,
+    fresh: bool = True,
 ) -> float:
     """Fit ``model`` to ``target`` (``[R]``) by MSE; keep the epoch of least held-out error.
 
     Returns the held-out RMSE (also kept as ``model.heldout_rmse``). The split and the
     batches come from ``seed``; fewer than 10 rows are all used for fitting (RMSE in-sample).
-    Small logs get smaller batches (at least :data:`MIN_BATCHES` per epoch), so that a few
+    ``fresh=False`` continues from the model as it is (FQE's later iterations); a fresh fit
+    first sets the output to the mean target. Small logs get smaller batches (at least :data:`MIN_BATCHES` per epoch), so that a few
     hundred rows still get enough gradient steps.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -120,6 +122,13 @@ def fit_item_values(
     if num_val == 0:
         val = train
     target = target.to(torch.float64)
+    if fresh:
+        # A fresh model starts at the mean target (its output layer's bias), so that a rare
+        # reward (clicks: a few in a thousand) is not lost under the initialisation's offset.
+        last = [m for m in model.net.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.fill_(target[train].mean().item())
+            last.weight.mul_(0.1)
     batch_size = max(1, min(batch_size, len(train) // MIN_BATCHES))
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
 
