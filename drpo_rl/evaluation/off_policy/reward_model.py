@@ -111,8 +111,8 @@ def fit_item_values(
     Returns the held-out RMSE (also kept as ``model.heldout_rmse``). The split and the
     batches come from ``seed``; fewer than 10 rows are all used for fitting (RMSE in-sample).
     ``fresh=False`` continues from the model as it is (FQE's later iterations); a fresh fit
-    first sets the output to the mean target. Small logs get smaller batches (at least :data:`MIN_BATCHES` per epoch), so that a few
-    hundred rows still get enough gradient steps.
+    first sets the output to the mean target. Small logs get smaller batches (at least
+    :data:`MIN_BATCHES` per epoch), so that a few hundred rows still get enough steps.
     """
     generator = torch.Generator().manual_seed(seed)
     n = observation.shape[0]
