@@ -92,6 +92,24 @@ def behaviour_target() -> ProbabilisticActor:
     )
 
 
+def trained(algorithm: str, rows, specs, args, seed: int, truth) -> dict:
+    """``algorithm`` trained on ``rows`` as the benchmark trains it (its record: the policy
+    and, from ``truth``, its online metrics)."""
+    return train(
+        algorithm,
+        rows,
+        specs,
+        steps=args.steps,
+        batch_size=256,
+        lr=1e-3,
+        seed=seed,
+        device=torch.device("cpu"),
+        hparams={},
+        curve_points=1,
+        evaluate_policy=truth,
+    )
+
+
 def spearman(x: list[float], y: list[float]) -> float:
     rank = lambda v: torch.tensor(v).argsort().argsort().double()  # noqa: E731
     rx, ry = rank(x), rank(y)
@@ -124,19 +142,7 @@ def run(args) -> list[dict]:
             truths["behaviour"] = truth(mixture)
             policies["behaviour"] = (behaviour_target(), False)
             for algorithm in ("bc", "drpo"):
-                result = train(
-                    algorithm,
-                    rows,
-                    specs,
-                    steps=args.steps,
-                    batch_size=256,
-                    lr=1e-3,
-                    seed=seed,
-                    device=torch.device("cpu"),
-                    hparams={},
-                    curve_points=1,
-                    evaluate_policy=truth,
-                )
+                result = trained(algorithm, rows, specs, args, seed, truth)
                 policies[algorithm] = (result["policy"], True)
                 truths[algorithm] = result["metrics"]
             model = fit_reward_model(rows, env=spec, seed=seed)
@@ -302,19 +308,7 @@ def session_check(args) -> list[dict]:
             return evaluate(policy, spec, num_users=args.eval_users // 4, seed=10_000 + seed)
 
         for algorithm in ("bc", "drpo"):
-            result = train(
-                algorithm,
-                logs[:].reshape(-1),
-                specs,
-                steps=args.steps,
-                batch_size=256,
-                lr=1e-3,
-                seed=seed,
-                device=torch.device("cpu"),
-                hparams={},
-                curve_points=1,
-                evaluate_policy=truth,
-            )
+            result = trained(algorithm, logs[:].reshape(-1), specs, args, seed, truth)
             for e in off_policy_evaluate(
                 result["policy"], logs, num_bootstrap=args.bootstrap, seed=seed
             ).values():
