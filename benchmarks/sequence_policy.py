@@ -3,7 +3,8 @@ batches of sessions, evaluated online by ``drpo_rl.evaluation.evaluate``.
 
     PYTHONPATH=. python benchmarks/sequence_policy.py --samples 16384 --steps 500 --users 1000
 
-Prints one row per (scenario, algorithm, policy) with the session return (mean over seeds,
+Prints one row per (scenario, algorithm, policy: the MLP with its per-item head, the MLP with
+the transformer's two-tower head, the transformer) with the session return (mean over seeds,
 each seed's value, and the seeds' mean 95% half-width over users), the per-step reward and
 the training seconds, and the uniform-random policy's return as the floor. The same logs
 and evaluation users serve every row.
@@ -51,6 +52,8 @@ def main() -> None:
     print(f"uniform policy: return {uniform['return']:.2f} +- {uniform['return_ci95']:.2f}")
     sizes = {
         "mlp": {"policy": "mlp", "num_cells": args.num_cells},
+        # The transformer's item head (dot product with the catalogue) on the MLP.
+        "mlp two-tower": {"policy": "mlp", "num_cells": args.num_cells, "head": "two_tower"},
         "transformer": {
             "policy": "transformer",
             "num_cells": args.num_cells,
@@ -89,7 +92,8 @@ def main() -> None:
                     + "/".join(f"{r:.2f}" for r in returns)
                     + f" | {statistics.mean(m['return_ci95'] for m, _ in runs):.2f}"
                     + f" | {statistics.mean(m['reward'] for m, _ in runs):.3f}"
-                    + f" | {statistics.mean(s for _, s in runs):.1f}"
+                    + f" | {statistics.mean(s for _, s in runs):.1f}",
+                    flush=True,
                 )
 
 

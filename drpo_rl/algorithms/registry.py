@@ -29,7 +29,7 @@ from drpo_rl.algorithms.weighted import (
     build_drpo,
     build_drpo_q,
 )
-from drpo_rl.models import PolicySpecs
+from drpo_rl.models import PolicySpecs, SessionLayout
 from drpo_rl.objectives import APGLoss, AsymReLoss, AWRLoss, CRRLoss, DRPOLoss
 from envs.common.checks import check_choice, check_int, check_number
 
@@ -197,10 +197,12 @@ def _check_common(name: str, resolved: dict) -> None:
             )
 
 
-def resolve_options(name: str, **hparams) -> dict:
+def resolve_options(name: str, env_or_specs=None, **hparams) -> dict:
     """Every option of ``name`` with ``hparams`` applied, checked without building anything:
-    unknown options and out-of-range shared ones raise ``ValueError`` (a benchmark config
-    calls it when it is made, so a bad option fails there, not mid-run).
+    unknown options and out-of-range shared ones raise ``ValueError``, and so does
+    ``policy="transformer"`` for an env (or ``PolicySpecs``), when one is given, whose
+    observation does not carry a session history. A benchmark config calls it when it is
+    made, so a bad option fails there, not mid-run.
 
     Examples:
         >>> resolve_options("bc", policy="transformer")["seq_layers"]
@@ -219,6 +221,13 @@ def resolve_options(name: str, **hparams) -> dict:
         )
     resolved.update(hparams)
     _check_common(name, resolved)
+    if resolved["policy"] == "transformer" and env_or_specs is not None:
+        try:
+            SessionLayout.of(PolicySpecs.of(env_or_specs))
+        except ValueError as error:
+            raise ValueError(
+                f"policy: 'transformer' reads the session history in the observation: {error}"
+            ) from error
     return resolved
 
 
@@ -237,7 +246,7 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
     ``Algorithm.hparams``.
 
     Examples:
-        >>> from drpo_rl.models import PolicySpecs
+        >>> from drpo_rl.models import PolicySpecs, SessionLayout
         >>> algo = build("iql", PolicySpecs(obs_dim=4, action_dim=2), expectile=0.9)
         >>> algo.hparams["expectile"], algo.hparams["lr"]
         (0.9, 0.0003)
@@ -246,8 +255,8 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
         ...
         ValueError: unknown algorithm 'dqn'; valid names: adapt-bc, apg, asymre, awr, bc, ...
     """
-    resolved = resolve_options(name, **hparams)
     specs = PolicySpecs.of(env_or_specs)
+    resolved = resolve_options(name, specs, **hparams)
     net = NetworkOptions(**{k: v for k, v in resolved.items() if k in _NETWORK})
     specific = {k: v for k, v in resolved.items() if k not in _COMMON and k not in _NETWORK}
     parts = ALGORITHMS[name].builder(specs, net, **ALGORITHMS[name].fixed, **specific)

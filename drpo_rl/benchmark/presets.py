@@ -178,8 +178,10 @@ class BenchmarkConfig:
         from drpo_rl.algorithms.registry import resolve_options
 
         for row, row_hparams in self.hparams.items():
+            # The transformer policy is checked against the env's observation too.
+            env = self.env_spec.make() if row_hparams.get("policy") == "transformer" else None
             try:
-                resolve_options(trained_algorithm(row), **row_hparams)
+                resolve_options(trained_algorithm(row), env, **row_hparams)
             except ValueError as error:
                 raise ValueError(f"hparams of {row!r}: {error}") from error
         from envs.devices import check_device  # imports torch: only once a run is configured

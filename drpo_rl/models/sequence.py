@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from tensordict.nn import InteractionType
+from tensordict.nn.probabilistic import interaction_type
 from torch import nn
 from torchrl.modules import ProbabilisticActor
 
@@ -104,8 +106,8 @@ class SessionEncoder(nn.Module):
         model_dim (int): token width (SASRec: 50 to 64).
         layers (int): ``TransformerEncoderLayer`` blocks.
         heads (int): attention heads; must divide ``model_dim``.
-        dropout (float): dropout of the blocks, active in ``train()`` mode only (call
-            ``policy.eval()`` before evaluating a policy built with ``dropout > 0``).
+        dropout (float): dropout of the blocks, active in ``train()`` mode and not under
+            ``ExplorationType.DETERMINISTIC`` (evaluation's mode: its actions reproduce).
 
     :meth:`tokens` cuts an observation into ``([*B, K + 1, model_dim]`` tokens, ``[*B, K + 1]``
     empty-slot mask); :meth:`sequence` encodes tokens at every position; ``forward`` returns
@@ -138,6 +140,7 @@ class SessionEncoder(nn.Module):
             raise ValueError(f"heads: expected a divisor of model_dim={model_dim}, got {heads}")
         self.layout = layout
         self.heads = heads
+        self.dropout = float(dropout)
         d = layout.embedding_dim
         self.item_tokens = nn.Linear(d + 1, model_dim)
         self.now_token = nn.Linear(d + 1, model_dim)
@@ -186,7 +189,16 @@ class SessionEncoder(nn.Module):
         return self.blocks(flat, mask=mask).reshape(*batch, length, -1)
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.sequence(*self.tokens(observation))[..., -1, :]
+        tokens, empty = self.tokens(observation)
+        if self.dropout and self.training and interaction_type() == InteractionType.DETERMINISTIC:
+            # The deterministic action (evaluate(), collectors) is the policy's mode: no
+            # dropout, even in train() mode, so that evaluations and checkpoints reproduce.
+            self.blocks.eval()
+            try:
+                return self.sequence(tokens, empty)[..., -1, :]
+            finally:
+                self.blocks.train()
+        return self.sequence(tokens, empty)[..., -1, :]
 
 
 def make_sequence_actor(

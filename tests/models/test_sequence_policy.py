@@ -8,7 +8,8 @@ from torchrl.data import SliceSampler
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from drpo_rl.algorithms import build
-from drpo_rl.benchmark import make_config
+from drpo_rl.benchmark import make_config, run_benchmark
+from drpo_rl.benchmark.policies import load_trained_run
 from drpo_rl.checkpoints import load_policy
 from drpo_rl.data import generate_logs
 from drpo_rl.data.behavior import RandomPolicy
@@ -220,3 +221,58 @@ def test_checkpoint_round_trip_and_evaluation(tmp_path):
     assert a == b and a["length"] >= 1
     with pytest.raises(ValueError, match="does not fit a 'drpo' policy"):
         load_policy("drpo", env, tmp_path / "drpo.pt", {})
+
+
+def test_dropout_is_off_for_deterministic_actions_only():
+    torch.manual_seed(0)
+    actor = make_sequence_actor(ITEMS, model_dim=8, layers=1, dropout=0.5)
+    td = TensorDict(observation=_observation(8, filled=2), batch_size=[8])
+    sampled = [actor(td.clone())["logits"] for _ in range(2)]
+    assert not torch.allclose(*sampled)  # train() mode, random interaction: dropout acts
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        first, second = (actor(td.clone())["logits"] for _ in range(2))
+    torch.testing.assert_close(first, second)
+    actor.eval()
+    torch.testing.assert_close(actor(td.clone())["logits"], first)
+    assert actor.training is False and actor.module[0].module[0].blocks.training is False
+
+
+def test_encoder_exports_with_a_dynamic_batch():
+    encoder = _encoder()
+    # min=3: the attention's mask-shape checks specialise a batch of 2 ([2 * heads, L, L]).
+    batch = torch.export.Dim("batch", min=3)
+    exported = torch.export.export(
+        encoder, (_observation(4, filled=1),), dynamic_shapes=({0: batch},)
+    )
+    obs = _observation(7, filled=2, seed=3)
+    torch.testing.assert_close(exported.module()(obs), encoder(obs))
+
+
+@pytest.mark.slow  # about 30 s of inductor compilation on 2 cores
+# torch's own modules, imported by torch.compile, use the deprecated jit decorator.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_actor_matches_eager():
+    torch.manual_seed(0)
+    actor = make_sequence_actor(ITEMS, model_dim=8, layers=1)
+    td = TensorDict(observation=_observation(6, filled=2), batch_size=[6])
+    compiled = torch.compile(actor.module[0])
+    torch.testing.assert_close(compiled(td.clone())["logits"], actor.module[0](td)["logits"])
+
+
+def test_benchmark_trains_reloads_and_refuses_a_flat_observation(tmp_path):
+    transformer = {"policy": "transformer", "seq_dim": 16, "seq_layers": 1}
+    config = make_config(
+        "tiny",
+        env="UserSession",
+        references=(),
+        hparams={"drpo": transformer, "bc": transformer},
+    )
+    run_benchmark(config, tmp_path, progress=False, echo=lambda *args: None)
+    run = load_trained_run(tmp_path / "runs/medium/drpo/seed-0.json")
+    assert run.record["hparams"]["policy"] == "transformer"
+    assert isinstance(run.policy.module[0].module[0], SessionEncoder)
+    again = evaluate(run.policy, run.env_spec, num_users=run.eval_users, seed=run.eval_seed)
+    assert again == run.record["metrics"]
+    # A bandit observation carries no history: refused when the config is made.
+    with pytest.raises(ValueError, match="hparams of 'drpo': policy: 'transformer' reads the"):
+        make_config("tiny", hparams={"drpo": transformer})
