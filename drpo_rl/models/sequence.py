@@ -109,9 +109,9 @@ class SessionEncoder(nn.Module):
         dropout (float): dropout of the blocks, active in ``train()`` mode and not under
             ``ExplorationType.DETERMINISTIC`` (evaluation's mode: its actions reproduce).
 
-    :meth:`tokens` cuts an observation into ``([*B, K + 1, model_dim]`` tokens, ``[*B, K + 1]``
-    empty-slot mask); :meth:`sequence` encodes tokens at every position; ``forward`` returns
-    the last position of ``sequence(*tokens(observation))``.
+    :meth:`tokens` cuts an observation into tokens ``[*B, K + 1, model_dim]`` and an
+    empty-slot mask ``[*B, K + 1]``; :meth:`sequence` encodes tokens at every position;
+    ``forward`` returns the last position of ``sequence(*tokens(observation))``.
 
     Examples:
         >>> encoder = SessionEncoder(SessionLayout(4, 3), model_dim=8, heads=2)
