@@ -1,0 +1,108 @@
+"""What one rank of a test's process group runs: ``python rank_programs.py PROGRAM RANK
+WORLD RENDEZVOUS FOLDER [ARGS]``. Each program writes what the test compares to FOLDER.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tensordict import TensorDict
+
+from drpo_rl.algorithms import build
+from drpo_rl.distributed.process_group import init_from_env
+from drpo_rl.distributed.train import data_parallel, train_distributed
+from drpo_rl.models import PolicySpecs
+
+TIMEOUT = timedelta(seconds=60)
+SPECS = PolicySpecs(obs_dim=4, num_items=6)
+STEPS = 3
+ROWS_PER_RANK = 16
+
+
+def ddp_steps(rank: int, world: int, folder: Path) -> None:
+    """STEPS DRPO updates on this rank's part of fixed batches, through DDP, per scope."""
+    for scope in ("global", "rank"):
+        _ddp_steps(rank, world, folder, scope)
+
+
+def _ddp_steps(rank: int, world: int, folder: Path, scope: str) -> None:
+    torch.manual_seed(0)
+    algo = build("drpo", SPECS, kappa=0.3, num_cells=8)
+    generator = torch.Generator().manual_seed(1)
+    batches = [
+        TensorDict(
+            {
+                "observation": torch.randn(world * ROWS_PER_RANK, 4, generator=generator),
+                "action": torch.randint(6, (world * ROWS_PER_RANK,), generator=generator),
+                ("next", "reward"): torch.rand(world * ROWS_PER_RANK, 1, generator=generator),
+            },
+            [world * ROWS_PER_RANK],
+        )
+        for _ in range(STEPS)
+    ]
+    if rank == 0:
+        states = {k: m.state_dict() for k, m in algo.loss_modules.items()}
+        torch.save({"batches": batches, "initial": states}, folder / "inputs.pt")
+    ranks = init_from_env("cpu")
+    parallel = data_parallel(algo, ranks, filter_scope=scope)
+    mine = slice(rank * ROWS_PER_RANK, (rank + 1) * ROWS_PER_RANK)
+    terms = [parallel.update(batch[mine]) for batch in batches]
+    torch.save(
+        {
+            "losses": {k: m.state_dict() for k, m in algo.loss_modules.items()},
+            "terms": terms,
+        },
+        folder / f"rank-{rank}-{scope}.pt",
+    )
+
+
+def train_dies(rank: int, world: int, folder: Path, logs: str, die_at: str) -> None:
+    """train_distributed on ``logs``; rank 1 dies (without a word) at step ``die_at``."""
+
+    def on_step(step: int, terms) -> None:
+        if rank == 1 and step == int(die_at):
+            os._exit(3)
+
+    train_distributed(
+        logs,
+        "drpo",
+        steps=20,
+        batch_size=8,
+        hparams={"num_cells": 8},
+        out=folder / "run",
+        checkpoint_every=2,
+        timeout_seconds=30,
+        on_step=on_step,
+    )
+
+
+def train_runs(rank: int, world: int, folder: Path, logs: str) -> None:
+    """train_distributed on ``logs`` to the end (resuming ``folder/run`` if it can)."""
+    train_distributed(
+        logs, "drpo", steps=4, batch_size=8, hparams={"num_cells": 8}, out=folder / "run"
+    )
+
+
+PROGRAMS = {"ddp_steps": ddp_steps, "train_dies": train_dies, "train_runs": train_runs}
+
+
+def main() -> None:
+    program, rank, world, rendezvous, folder, *args = sys.argv[1:]
+    rank, world = int(rank), int(world)
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world, timeout=TIMEOUT
+    )
+    try:
+        PROGRAMS[program](rank, world, Path(folder), *args)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
