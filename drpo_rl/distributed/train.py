@@ -39,6 +39,7 @@ from drpo_rl.algorithms import Algorithm, build
 from drpo_rl.benchmark.store import write_json_atomic
 from drpo_rl.benchmark.training import learner_view
 from drpo_rl.distributed.process_group import DEFAULT_TIMEOUT_SECONDS, Ranks, init_from_env
+from drpo_rl.distributed.shards import shard_range
 from drpo_rl.objectives import DRPOLoss
 from envs.common.checks import check_choice, check_int
 
@@ -46,23 +47,12 @@ __all__ = [
     "data_parallel",
     "logs_shard",
     "main",
-    "shard_range",
     "train_distributed",
 ]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RECORD_FILE = "record.json"
 POLICY_FILE = "policy.pt"
-
-
-def shard_range(size: int, rank: int, world: int) -> range:
-    """The contiguous part ``rank`` of ``world`` of ``range(size)``; parts differ by <= 1.
-
-    Example:
-        >>> [list(shard_range(5, r, 2)) for r in range(2)]
-        [[0, 1, 2], [3, 4]]
-    """
-    return range(rank * size // world, (rank + 1) * size // world)
 
 
 def logs_shard(logs: Any, rank: int, world: int) -> TensorDictBase:

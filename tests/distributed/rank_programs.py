@@ -13,7 +13,9 @@ import torch
 import torch.distributed as dist
 from tensordict import TensorDict
 
+import drpo_rl.distributed.logs as sharded
 from drpo_rl.algorithms import build
+from drpo_rl.distributed.logs import generate_sharded_logs
 from drpo_rl.distributed.process_group import init_from_env
 from drpo_rl.distributed.train import data_parallel, train_distributed
 from drpo_rl.models import PolicySpecs
@@ -88,7 +90,36 @@ def train_runs(rank: int, world: int, folder: Path, logs: str) -> None:
     )
 
 
-PROGRAMS = {"ddp_steps": ddp_steps, "train_dies": train_dies, "train_runs": train_runs}
+LOGS = {"env_name": "RecSimBanditDiscrete", "scenario": "medium", "num_items": 20}
+
+
+def sharded_logs(rank: int, world: int, folder: Path, rows: str, shards: str) -> None:
+    """generate_sharded_logs of ``rows`` rows in ``shards`` shards at ``folder/logs``."""
+    generate_sharded_logs(
+        num_samples=int(rows), path=folder / "logs", seed=0, shards=int(shards), **LOGS
+    )
+
+
+def sharded_logs_die(rank: int, world: int, folder: Path, rows: str, shards: str) -> None:
+    """As sharded_logs, but rank 1 dies after writing its first batch."""
+    if rank == 1:
+        write = sharded._write_shard
+
+        def write_then_die(files, *args):
+            write(files, *args)
+            os._exit(3)
+
+        sharded._write_shard = write_then_die
+    sharded_logs(rank, world, folder, rows, shards)
+
+
+PROGRAMS = {
+    "ddp_steps": ddp_steps,
+    "train_dies": train_dies,
+    "train_runs": train_runs,
+    "sharded_logs": sharded_logs,
+    "sharded_logs_die": sharded_logs_die,
+}
 
 
 def main() -> None:

@@ -1,0 +1,66 @@
+"""Sharded log generation: 2 ranks write the dataset 1 process writes, byte for byte; a
+rank that dies leaves nothing that loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from drpo_rl.data import OfflineLogs, generate_logs
+from drpo_rl.distributed.logs import generate_sharded_logs
+from drpo_rl.distributed.shards import shard_seed
+
+LOGS = {"env_name": "RecSimBanditDiscrete", "scenario": "medium", "num_items": 20}
+ROWS, SHARDS = 600, 3
+
+
+def _files(root):
+    return {
+        path.relative_to(root): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_two_ranks_write_what_one_process_writes_byte_for_byte(launch, tmp_path):
+    alone = generate_sharded_logs(
+        num_samples=ROWS, path=tmp_path / "one" / "logs", seed=0, shards=SHARDS, **LOGS
+    )
+    results = launch("sharded_logs", 2, tmp_path / "two", str(ROWS), str(SHARDS))
+    assert [r.returncode for r in results] == [0, 0], results[0].stderr + results[1].stderr
+    one, two = _files(tmp_path / "one" / "logs"), _files(tmp_path / "two" / "logs")
+    assert one.keys() == two.keys() and one == two
+    assert alone.metadata["shards"]["rows"] == [[0, 200], [200, 400], [400, 600]]
+    # Shard 2 (rank 0 wrote it, after shard 0) holds what generate_logs writes for its
+    # rows with the shard's seed.
+    own = generate_logs(
+        num_samples=200, path=tmp_path / "shard-2", seed=shard_seed(0, 2), progress=False, **LOGS
+    )
+    assert (alone[400:600] == own[:]).all()
+    # Re-opening with the same settings generates nothing; other settings are refused.
+    again = generate_sharded_logs(
+        num_samples=ROWS, path=tmp_path / "one" / "logs", seed=0, shards=SHARDS, **LOGS
+    )
+    assert (again[:] == alone[:]).all()
+    with pytest.raises(ValueError, match="seed: stored 0, requested 1"):
+        generate_sharded_logs(
+            num_samples=ROWS, path=tmp_path / "one" / "logs", seed=1, shards=SHARDS, **LOGS
+        )
+
+
+def test_a_rank_dying_leaves_no_dataset_that_loads(launch, tmp_path):
+    results = launch("sharded_logs_die", 2, tmp_path, str(ROWS), str(SHARDS))
+    assert results[1].returncode == 3
+    assert results[0].returncode != 0
+    assert not OfflineLogs.is_complete(tmp_path / "logs")
+    with pytest.raises(FileNotFoundError):
+        OfflineLogs(tmp_path / "logs")
+
+
+def test_bad_requests_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="shards: expected"):
+        generate_sharded_logs(num_samples=3, path=tmp_path / "logs", seed=0, shards=4, **LOGS)
+    with pytest.raises(ValueError, match="UserSession has sessions"):
+        generate_sharded_logs(
+            "UserSession", "medium", 100, path=tmp_path / "logs", seed=0, shards=2
+        )
+    assert not (tmp_path / "logs").exists()
