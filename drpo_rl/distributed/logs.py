@@ -15,7 +15,7 @@ different (documented) dataset from the one-stream one of the same seed.
 
 Launch on 4 processes of one machine (or ``--nnodes`` machines sharing a file system)::
 
-    torchrun --nproc-per-node 4 -m drpo_rl.distributed.logs --env RecSimBanditDiscrete \\
+    torchrun --nproc-per-node 4 -m drpo_rl.distributed.logs -- --env RecSimBanditDiscrete \\
         --scenario medium --num-samples 100000000 --shards 64 --seed 0 --path LOGS
 """
 
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from drpo_rl.distributed.process_group import DEFAULT_TIMEOUT_SECONDS, init_from_env
 
     parser = argparse.ArgumentParser(
-        prog="torchrun --nproc-per-node N -m drpo_rl.distributed.logs",
+        prog="torchrun --nproc-per-node N -m drpo_rl.distributed.logs --",
         description="Generate one dataset of logs in shards, with every torchrun rank.",
     )
     parser.add_argument("--env", required=True)

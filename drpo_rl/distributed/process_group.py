@@ -63,7 +63,7 @@ def init_from_env(
             raise RuntimeError(
                 f"distributed training: expected the environment variables {missing} that "
                 "torchrun sets; launch with `torchrun --nproc-per-node N -m "
-                "drpo_rl.distributed.train ...`"
+                "drpo_rl.distributed.train -- ...`"
             )
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -2,8 +2,11 @@
 
 Launch (2 ranks on this machine; gloo on the CPU, NCCL with ``--device cuda``)::
 
-    torchrun --nproc-per-node 2 -m drpo_rl.distributed.train --logs LOGS --algorithm drpo \\
-        --steps 1000 --out RUN
+    torchrun --nproc-per-node 2 -m drpo_rl.distributed.train -- --logs LOGS \\
+        --algorithm drpo --steps 1000 --out RUN
+
+(The ``--`` ends torchrun's own options: under Python 3.11 its parser reads ``--logs`` as
+an ambiguous prefix of its ``--logs-specs`` otherwise.)
 
 Every rank opens the memory-mapped logs (nothing is copied) and samples its own contiguous
 shard of them (:func:`logs_shard`: rows, or whole users for session logs) with its own
@@ -110,7 +113,7 @@ def data_parallel(algorithm: Algorithm, ranks: Ranks, *, filter_scope: str = "ra
     wrapped = DistributedDataParallel(
         _Compute(algorithm).to(ranks.device),
         device_ids=[ranks.device] if ranks.device.type == "cuda" else None,
-        broadcast_buffers=False,
+        forward_sync_buffers=False,
     )
     return dataclasses.replace(algorithm, compute=wrapped)
 
@@ -271,7 +274,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="torchrun --nproc-per-node N -m drpo_rl.distributed.train",
+        prog="torchrun --nproc-per-node N -m drpo_rl.distributed.train --",
         description="Train one algorithm on offline logs with DDP over the torchrun ranks.",
     )
     add_arguments(parser)
