@@ -83,25 +83,20 @@ def train_dies(rank: int, world: int, folder: Path, logs: str, die_at: str) -> N
     )
 
 
-def train_runs(rank: int, world: int, folder: Path, logs: str) -> None:
-    """train_distributed on ``logs`` to the end (resuming ``folder/run`` if it can)."""
-    train_distributed(
-        logs, "drpo", steps=4, batch_size=8, hparams={"num_cells": 8}, out=folder / "run"
-    )
+def learner(rank: int, world: int, folder: Path, logs: str, die_at: str) -> None:
+    """ddp_steps, then train_dies (one launch: starting the ranks is what costs)."""
+    ddp_steps(rank, world, folder)
+    train_dies(rank, world, folder, logs, die_at)
 
 
 LOGS = {"env_name": "RecSimBanditDiscrete", "scenario": "medium", "num_items": 20}
 
 
 def sharded_logs(rank: int, world: int, folder: Path, rows: str, shards: str) -> None:
-    """generate_sharded_logs of ``rows`` rows in ``shards`` shards at ``folder/logs``."""
-    generate_sharded_logs(
-        num_samples=int(rows), path=folder / "logs", seed=0, shards=int(shards), **LOGS
-    )
-
-
-def sharded_logs_die(rank: int, world: int, folder: Path, rows: str, shards: str) -> None:
-    """As sharded_logs, but rank 1 dies after writing its first batch."""
+    """generate_sharded_logs of ``rows`` rows in ``shards`` shards at ``folder/logs``, then
+    again at ``folder/logs-die``, where rank 1 dies after writing its first shard."""
+    options = {"num_samples": int(rows), "seed": 0, "shards": int(shards), **LOGS}
+    generate_sharded_logs(path=folder / "logs", **options)
     if rank == 1:
         write = sharded._write_shard
 
@@ -110,16 +105,10 @@ def sharded_logs_die(rank: int, world: int, folder: Path, rows: str, shards: str
             os._exit(3)
 
         sharded._write_shard = write_then_die
-    sharded_logs(rank, world, folder, rows, shards)
+    generate_sharded_logs(path=folder / "logs-die", **options)
 
 
-PROGRAMS = {
-    "ddp_steps": ddp_steps,
-    "train_dies": train_dies,
-    "train_runs": train_runs,
-    "sharded_logs": sharded_logs,
-    "sharded_logs_die": sharded_logs_die,
-}
+PROGRAMS = {"learner": learner, "sharded_logs": sharded_logs}
 
 
 def main() -> None:
