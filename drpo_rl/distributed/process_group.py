@@ -16,7 +16,13 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "Ranks", "backend_for", "init_from_env"]
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "Ranks",
+    "backend_for",
+    "init_from_env",
+    "launched_by_torchrun",
+]
 
 #: How long a collective may wait for the other ranks before it fails (and the run with it).
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -33,6 +39,18 @@ class Ranks:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several ranks that ``torchrun`` started
+    (``WORLD_SIZE`` > 1): a command can then hand its work to the distributed code.
+
+    Example:
+        >>> import os
+        >>> launched_by_torchrun() == (int(os.environ.get("WORLD_SIZE", "1")) > 1)
+        True
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def backend_for(device: torch.device) -> str:

@@ -69,3 +69,12 @@ def test_a_ray_grid_gives_the_records_of_the_process_pool_which_needs_no_ray(tmp
     expected = run_benchmark(config, tmp_path / "pool", progress=False, echo=seen.append)
     assert expected.ran == []  # every cell was in the pool's records: nothing re-ran
     assert _without_timings(report.records) == _without_timings(expected.records)
+
+
+def test_bench_refuses_an_address_without_the_ray_backend(tmp_path, capsys):
+    from drpo_rl.cli import main
+
+    status = main(["bench", "--preset", "tiny", "--address", "auto", "--out", str(tmp_path)])
+    assert status == 2
+    assert "--address: only with --backend ray" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
