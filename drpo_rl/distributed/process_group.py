@@ -30,7 +30,13 @@ DEFAULT_TIMEOUT_SECONDS = 300.0
 
 @dataclass(frozen=True)
 class Ranks:
-    """Where this process stands: ``rank`` of ``world``, on ``device``."""
+    """Where this process stands: ``rank`` of ``world``, on ``device``.
+
+    Example:
+        >>> ranks = Ranks(rank=0, world=2, device=torch.device("cpu"))
+        >>> ranks.is_main, Ranks(1, 2, torch.device("cpu")).is_main
+        (True, False)
+    """
 
     rank: int
     world: int
