@@ -26,30 +26,42 @@ STEPS = 3
 ROWS_PER_RANK = 16
 
 
+#: The runs of ddp_steps: (name, filter scope, with user groups and a validity mask).
+RUNS = (("global", "global", False), ("rank", "rank", False), ("masked", "global", True))
+
+
 def ddp_steps(rank: int, world: int, folder: Path) -> None:
-    """STEPS DRPO updates on this rank's part of fixed batches, through DDP, per scope."""
-    for scope in ("global", "rank"):
-        _ddp_steps(rank, world, folder, scope)
+    """STEPS DRPO updates on this rank's part of fixed batches, through DDP, per run."""
+    for name, scope, masked in RUNS:
+        _ddp_steps(rank, world, folder, name, scope, masked)
 
 
-def _ddp_steps(rank: int, world: int, folder: Path, scope: str) -> None:
+def _ddp_steps(rank: int, world: int, folder: Path, name: str, scope: str, masked) -> None:
+    # The test starts its one-process run from this algorithm's saved initial state.
     torch.manual_seed(0)
     algo = build("drpo", SPECS, kappa=0.3, num_cells=8)
+    if masked:
+        algo.loss_modules["policy"].set_keys(group="user")
     generator = torch.Generator().manual_seed(1)
-    batches = [
-        TensorDict(
+    rows = world * ROWS_PER_RANK
+    batches = []
+    for _ in range(STEPS):
+        batch = TensorDict(
             {
-                "observation": torch.randn(world * ROWS_PER_RANK, 4, generator=generator),
-                "action": torch.randint(6, (world * ROWS_PER_RANK,), generator=generator),
-                ("next", "reward"): torch.rand(world * ROWS_PER_RANK, 1, generator=generator),
+                "observation": torch.randn(rows, 4, generator=generator),
+                "action": torch.randint(6, (rows,), generator=generator),
+                ("next", "reward"): torch.rand(rows, 1, generator=generator),
             },
-            [world * ROWS_PER_RANK],
+            [rows],
         )
-        for _ in range(STEPS)
-    ]
+        if masked:
+            # Users spread over both ranks; a different number of valid rows per rank.
+            batch["user"] = torch.randint(5, (rows,), generator=generator)
+            batch["collector", "mask"] = torch.rand(rows, generator=generator) < 0.7
+        batches.append(batch)
     if rank == 0:
         states = {k: m.state_dict() for k, m in algo.loss_modules.items()}
-        torch.save({"batches": batches, "initial": states}, folder / "inputs.pt")
+        torch.save({"batches": batches, "initial": states}, folder / f"inputs-{name}.pt")
     ranks = init_from_env("cpu")
     parallel = data_parallel(algo, ranks, filter_scope=scope)
     mine = slice(rank * ROWS_PER_RANK, (rank + 1) * ROWS_PER_RANK)
@@ -59,7 +71,7 @@ def _ddp_steps(rank: int, world: int, folder: Path, scope: str) -> None:
             "losses": {k: m.state_dict() for k, m in algo.loss_modules.items()},
             "terms": terms,
         },
-        folder / f"rank-{rank}-{scope}.pt",
+        folder / f"rank-{rank}-{name}.pt",
     )
 
 

@@ -34,9 +34,11 @@ def learner(launch, tmp_path_factory, bandit_logs):
     return folder, launch("learner", 2, folder, str(bandit_logs), "3")
 
 
-def _one_process(inputs):
+def _one_process(inputs, masked):
     torch.manual_seed(0)
     algo = build("drpo", PolicySpecs(obs_dim=4, num_items=6), kappa=0.3, num_cells=8)
+    if masked:
+        algo.loss_modules["policy"].set_keys(group="user")
     for key, module in algo.loss_modules.items():
         module.load_state_dict(inputs["initial"][key])
     terms = [algo.update(batch) for batch in inputs["batches"]]
@@ -47,11 +49,14 @@ def _ranks(folder, scope):
     return [torch.load(folder / f"rank-{r}-{scope}.pt", weights_only=False) for r in range(2)]
 
 
-def test_global_filter_step_equals_one_process_on_the_concatenated_batch(learner):
+@pytest.mark.parametrize("run, masked", [("global", False), ("masked", True)])
+def test_global_filter_step_equals_one_process_on_the_concatenated_batch(learner, run, masked):
+    """``masked``: user groups spanning both ranks and a validity mask keeping a different
+    number of rows on each (the rescaling of the ranks' weights)."""
     folder, _ = learner
-    inputs = torch.load(folder / "inputs.pt", weights_only=False)
-    expected, expected_terms = _one_process(inputs)
-    ranks = _ranks(folder, "global")
+    inputs = torch.load(folder / f"inputs-{run}.pt", weights_only=False)
+    expected, expected_terms = _one_process(inputs, masked)
+    ranks = _ranks(folder, run)
     for rank in ranks:
         got = rank["losses"]["policy"]
         assert got.keys() == expected.keys()
@@ -59,7 +64,13 @@ def test_global_filter_step_equals_one_process_on_the_concatenated_batch(learner
             torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
         for step, want in zip(rank["terms"], expected_terms, strict=True):
             # The filter's statistics are those of the whole batch on every rank.
-            for key in ("kappa", "threshold", "kept_fraction", "batch_score_std"):
+            for key in (
+                "kappa",
+                "threshold",
+                "kept_fraction",
+                "batch_score_std",
+                "weightless_groups",
+            ):
                 torch.testing.assert_close(step[key], want[key], msg=key)
     # kappa moved (the adaptive rule ran), identically on both ranks and in one process.
     assert ranks[0]["losses"]["policy"]["kappa"] != inputs["initial"]["policy"]["kappa"]
