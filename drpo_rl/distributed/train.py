@@ -44,6 +44,7 @@ from drpo_rl.benchmark.training import learner_view
 from drpo_rl.distributed.process_group import DEFAULT_TIMEOUT_SECONDS, Ranks, init_from_env
 from drpo_rl.distributed.shards import shard_range
 from drpo_rl.objectives import DRPOLoss
+from drpo_rl.objectives.drpo import FILTER_SCOPES
 from envs.common.checks import check_choice, check_int
 
 __all__ = [
@@ -106,10 +107,11 @@ def data_parallel(algorithm: Algorithm, ranks: Ranks, *, filter_scope: str = "ra
     and buffers are broadcast once, here; after that every rank's kappa follows the same
     updates (see :meth:`DRPOLoss.update`), so buffers are not broadcast at every step.
     """
-    check_choice("filter_scope", filter_scope, ("rank", "global"))
+    check_choice("filter_scope", filter_scope, FILTER_SCOPES)
     for module in algorithm.loss_modules.values():
         if isinstance(module, DRPOLoss):
             module.filter_scope = filter_scope
+    algorithm.policy.to(ranks.device)  # as the one-process training loop moves it
     wrapped = DistributedDataParallel(
         _Compute(algorithm).to(ranks.device),
         device_ids=[ranks.device] if ranks.device.type == "cuda" else None,
@@ -248,7 +250,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=320, help="rows per rank and step")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--filter-scope", choices=("rank", "global"), default="rank")
+    parser.add_argument("--filter-scope", choices=FILTER_SCOPES, default="rank")
     parser.add_argument("--out", type=Path, help="where rank 0 writes policy.pt, record.json")
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, 1 GPU/rank)")

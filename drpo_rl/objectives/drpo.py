@@ -21,10 +21,11 @@ from drpo_rl.objectives.dro import top_fraction_mask
 from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss, valid_mean, valid_std
 from envs.common.checks import check_choice, check_number
 
-__all__ = ["DRPOLoss"]
+__all__ = ["FILTER_SCOPES", "DRPOLoss"]
 
 _WEIGHTINGS = ("drpo", "exp", "uniform")
-_FILTER_SCOPES = ("rank", "global")
+#: The batches the top fraction may be taken of under data-parallel training.
+FILTER_SCOPES = ("rank", "global")
 
 
 def _weightless_group_fraction(
@@ -231,7 +232,7 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
             )
         check_number("kappa", kappa, minimum=kappa_min, maximum=kappa_max)
         check_choice("weighting", weighting, _WEIGHTINGS)
-        check_choice("filter_scope", filter_scope, _FILTER_SCOPES)
+        check_choice("filter_scope", filter_scope, FILTER_SCOPES)
         check_number("beta", beta, minimum=0, strict=True)
         check_number("weight_cap", weight_cap, minimum=0, strict=True)
         check_number("eps", eps, minimum=0)
