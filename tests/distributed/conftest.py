@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import torch.distributed as dist
 
 PROGRAMS = Path(__file__).with_name("rank_programs.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -63,3 +65,19 @@ def launch():
     """``launch(program, world, folder, *args)``: run ``rank_programs.py program`` on
     ``world`` ranks and return their ``CompletedProcess`` (rank order)."""
     return launch_ranks
+
+
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A gloo process group of this process alone, for the learner's in-process tests."""
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{tmp_path / 'rendezvous'}",
+        rank=0,
+        world_size=1,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

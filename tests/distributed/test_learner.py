@@ -4,11 +4,8 @@ world size."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 import torch
-import torch.distributed as dist
 
 from drpo_rl.algorithms import build
 from drpo_rl.distributed.train import train_distributed
@@ -95,17 +92,31 @@ def test_a_dead_rank_ends_the_others_with_a_clear_error(learner):
     assert (state["world_size"], state["step"]) == (2, 2)
 
 
-def test_a_resume_with_another_world_size_is_refused(learner, bandit_logs, tmp_path):
-    folder, _ = learner
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{tmp_path / 'rendezvous'}",
-        rank=0,
-        world_size=1,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        with pytest.raises(ValueError, match="written by a run of 2 ranks, this run has 1"):
-            train_distributed(bandit_logs, "drpo", steps=4, batch_size=8, out=folder / "run")
-    finally:
-        dist.destroy_process_group()
+def test_a_resume_with_another_world_size_is_refused(learner, bandit_logs, one_rank_group):
+    with pytest.raises(ValueError, match="written by a run of 2 ranks, this run has 1"):
+        train_distributed(bandit_logs, "drpo", steps=4, batch_size=8, out=learner[0] / "run")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_resumed_run_ends_with_the_policy_of_an_uninterrupted_one(
+    bandit_logs, tmp_path, one_rank_group
+):
+    options = {"steps": 6, "batch_size": 8, "hparams": {"num_cells": 8}, "checkpoint_every": 2}
+    train_distributed(bandit_logs, "drpo", out=tmp_path / "whole", **options)
+
+    def stop_at_5(step, terms):
+        if step == 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_distributed(bandit_logs, "drpo", out=tmp_path / "cut", on_step=stop_at_5, **options)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 4
+    train_distributed(bandit_logs, "drpo", out=tmp_path / "cut", **options)
+    whole, cut = (torch.load(tmp_path / run / "policy.pt") for run in ("whole", "cut"))
+    assert whole.keys() == cut.keys()
+    for key in whole:
+        assert torch.equal(whole[key], cut[key]), key
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
