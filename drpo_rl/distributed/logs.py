@@ -154,7 +154,15 @@ def generate_sharded_logs(
     if shards < world:
         raise ValueError(f"shards: expected at least one per rank ({world}), got {shards}")
     if OfflineLogs.is_complete(path):
-        _check_same_request(path, OfflineLogs(path).metadata, request)
+        stored = OfflineLogs(path).metadata
+        _check_same_request(path, stored, request)
+        stored_shards = stored.get("shards", {}).get("count")
+        if stored_shards != shards:
+            raise ValueError(
+                f"logs at {path} were written in {stored_shards} shard(s), not {shards} "
+                "(other shards are other random streams); delete the folder or choose "
+                "another path"
+            )
         return OfflineLogs(path)
     rows = shard_rows(num_samples, shards)
     mine = [(rows[s], shard_seed(seed, s)) for s in range(rank, shards, world)]

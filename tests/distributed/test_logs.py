@@ -46,6 +46,10 @@ def test_two_ranks_write_what_one_process_writes_byte_for_byte(two_ranks, tmp_pa
         num_samples=ROWS, path=tmp_path / "one" / "logs", seed=0, shards=SHARDS, **LOGS
     )
     assert (again[:] == alone[:]).all()
+    with pytest.raises(ValueError, match="written in 3 shard\\(s\\), not 2"):
+        generate_sharded_logs(
+            num_samples=ROWS, path=tmp_path / "one" / "logs", seed=0, shards=2, **LOGS
+        )
     with pytest.raises(ValueError, match="seed: stored 0, requested 1"):
         generate_sharded_logs(
             num_samples=ROWS, path=tmp_path / "one" / "logs", seed=1, shards=SHARDS, **LOGS
