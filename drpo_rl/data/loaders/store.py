@@ -14,7 +14,7 @@ from tensordict import TensorDict
 from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.layout import settings_differences
 
-__all__ = ["ParsedLogs", "open_or_write"]
+__all__ = ["ParsedLogs", "existing_logs", "open_or_write"]
 
 
 @dataclass(frozen=True)
@@ -48,32 +48,43 @@ class ParsedLogs:
         return self.data.batch_size[0]
 
 
+def existing_logs(
+    out: str | os.PathLike, request: Mapping[str, Any], **buffer_kwargs: Any
+) -> OfflineLogs | None:
+    """The complete dataset at ``out`` if it was written for ``request``; None when there is
+    none. One written for another request raises a ``ValueError`` naming each difference.
+
+    ``request`` identifies what is loaded (loader, the sources' content, options); it is
+    stored in the metadata as ``"request"``.
+    """
+    if not OfflineLogs.is_complete(out):
+        return None
+    # As it reads back from metadata.json (tuples become lists).
+    request = json.loads(json.dumps(dict(request)))
+    logs = OfflineLogs(out, **buffer_kwargs)
+    stored = logs.metadata.get("request")
+    if stored != request:
+        raise ValueError(
+            f"{out} holds logs loaded with other settings; "
+            + "; ".join(settings_differences(stored or {}, request))
+            + " (choose another out= or delete the folder)"
+        )
+    return logs
+
+
 def open_or_write(
     out: str | os.PathLike,
     request: Mapping[str, Any],
     parse: Callable[[], ParsedLogs],
     **buffer_kwargs: Any,
 ) -> OfflineLogs:
-    """The dataset at ``out``: opened if it was written for the same ``request``, else
-    written from ``parse()``.
-
-    ``request`` identifies what is loaded (loader, files' SHA-256, options); it is stored
-    in the metadata as ``"request"``. A complete dataset at ``out`` made for another request
-    raises a ``ValueError`` naming each difference.
-    """
-    # As it will read back from metadata.json (tuples become lists).
-    request = json.loads(json.dumps(dict(request)))
-    if OfflineLogs.is_complete(out):
-        logs = OfflineLogs(out, **buffer_kwargs)
-        stored = logs.metadata.get("request")
-        if stored != request:
-            raise ValueError(
-                f"{out} holds logs loaded with other settings; "
-                + "; ".join(settings_differences(stored or {}, request))
-                + " (choose another out= or delete the folder)"
-            )
+    """The dataset at ``out``: opened if it was written for the same ``request`` (see
+    :func:`existing_logs`), else written from ``parse()``."""
+    logs = existing_logs(out, request, **buffer_kwargs)
+    if logs is not None:
         return logs
     parsed = parse()
+    request = json.loads(json.dumps(dict(request)))
     return OfflineLogs.from_tensordict(
         parsed.data, Path(out), {**parsed.metadata, "request": request}, **buffer_kwargs
     )
