@@ -10,4 +10,5 @@ COMMANDS: dict[str, str] = {
     "bench": "drpo_rl.commands.bench:add_bench_command",
     "evaluate": "drpo_rl.commands.evaluate:add_evaluate_command",
     "generate": "drpo_rl.commands.generate:add_generate_command",
+    "train": "drpo_rl.commands.train:add_train_command",
 }
