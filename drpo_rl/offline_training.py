@@ -129,7 +129,7 @@ def train_on_logs(
 
     def evaluate_policy(policy, final: bool) -> dict[str, float]:
         tracker.bind(policy)
-        if validation.numel() == 0:
+        if len(validation) == 0:
             return {}
         return {"validation_hit_rate": validation_hit_rate(policy, validation, k, embeddings)}
 
@@ -159,7 +159,7 @@ def train_on_logs(
         "best": tracker.best,
         "curve": result["curve"],
         "train_rows": result["train_rows"],
-        "validation_rows": int(validation.numel()),
+        "validation_rows": len(validation),
         "train_seconds": result["train_seconds"],
         "test": estimates_on_test_split(tracker.best_policy(specs), splits[_SPLIT_TEST]),
     }
@@ -188,7 +188,7 @@ def validation_hit_rate(policy, rows: TensorDictBase, k: int, item_embeddings=No
         return 0.0
     hits = torch.zeros_like(reward)
     with torch.no_grad():
-        for start in range(0, rows.numel(), 4096):
+        for start in range(0, len(rows), 4096):
             part = rows[start : start + 4096]
             scores = item_scores(policy, part["observation"], item_embeddings)
             top = scores.topk(min(k, scores.shape[-1]), dim=-1).indices
@@ -268,12 +268,9 @@ def _splits(rows: TensorDictBase) -> list[TensorDictBase]:
 
 
 def _tables(logs) -> dict[str, torch.Tensor]:
-    from drpo_rl.data.loaders.interactions import ITEM_FEATURES_FILE
+    from drpo_rl.data.loaders.store import read_tables
 
-    path = Path(logs.root) / ITEM_FEATURES_FILE
-    if not path.is_file():
-        return {}
-    return {"item_embeddings": torch.load(path, weights_only=True).to(torch.float32)}
+    return read_tables(logs.root)
 
 
 def _config(logs, rows, algorithm, hparams, tables) -> dict[str, Any]:

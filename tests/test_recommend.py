@@ -10,7 +10,7 @@ from tensordict import TensorDict
 import drpo_rl
 from drpo_rl import serving
 from drpo_rl.data import OfflineLogs, load_interactions
-from drpo_rl.data.loaders.interactions import ITEM_FEATURES_FILE
+from drpo_rl.data.loaders.store import ITEM_FEATURES_FILE
 from drpo_rl.offline_training import train_on_logs
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -67,7 +66,14 @@ from drpo_rl.data.loaders.ids import IdMap
 from drpo_rl.data.loaders.rows import BAD_ROWS, BadRows, check_chunk
 from drpo_rl.data.loaders.sequences import observation_layout, window_rows
 from drpo_rl.data.loaders.sources import describe_source, read_chunks, source_format
-from drpo_rl.data.loaders.store import existing_logs
+from drpo_rl.data.loaders.splits import (
+    SPLITS,
+    assign_splits,
+    check_split,
+    describe_splits,
+    time_cutoffs,
+)
+from drpo_rl.data.loaders.store import existing_logs, write_tables
 from drpo_rl.data.staging import StagedDataset
 from envs.common.checks import check_choice, check_int, check_number
 from envs.common.files import file_sha256
@@ -85,8 +91,6 @@ DEFAULT_COLUMNS = {
     "session": None,
 }
 _REQUIRED = ("user", "item", "reward", "time")
-#: The values of the ``"split"`` key.
-SPLITS = ("train", "validation", "test")
 _SCRATCH = {
     "user": np.int64,
     "item": np.int64,
@@ -157,7 +161,7 @@ def load_interactions(
     check_choice("bad_rows", bad_rows, BAD_ROWS)
     check_int("chunk_size", chunk_size)
     scale = _reward_scale(reward_scale)
-    fractions = _split(split)
+    fractions = check_split(split)
     kind = source_format(source)
     options = {
         "columns": roles,
@@ -207,13 +211,9 @@ def load_interactions(
                 "item_features": None if items is None else items.describe(),
             }
             if items is not None:
-                torch.save(torch.from_numpy(items.values), staged.dir / ITEM_FEATURES_FILE)
+                write_tables(staged.dir, {"item_embeddings": torch.from_numpy(items.values)})
             staged.commit(storage, metadata)
     return OfflineLogs(out, **buffer_kwargs)
-
-
-#: The item-feature matrix a dataset folder may hold beside its storage.
-ITEM_FEATURES_FILE = "item_features.pt"
 
 
 def _columns(columns: Mapping[str, str | None] | None) -> dict[str, str | None]:
@@ -241,15 +241,6 @@ def _reward_scale(scale) -> tuple[float, float]:
     if not low < high:
         raise ValueError(f"reward_scale: expected lowest < highest, got {scale!r}")
     return low, high
-
-
-def _split(split) -> tuple[float, float, float]:
-    if not (isinstance(split, (tuple, list)) and len(split) == 3):
-        raise ValueError(f"split: expected (train, validation, test) fractions, got {split!r}")
-    fractions = tuple(check_number(f"split[{i}]", v, minimum=0) for i, v in enumerate(split))
-    if not math.isclose(sum(fractions), 1.0, abs_tol=1e-9) or fractions[0] == 0:
-        raise ValueError(f"split: expected fractions summing to 1, train > 0, got {split!r}")
-    return fractions
 
 
 def _fingerprint(source) -> Any:
@@ -425,39 +416,9 @@ def _layout(history_length: int, users: FeatureTable | None) -> list[dict]:
     return layout
 
 
-def _time_cutoff(times: np.ndarray, rank: int, chunk_size: int) -> float:
-    """The time of the row of rank ``rank`` (0-based) in time order, found by bisection
-    with counting passes (no sort, no copy of ``times``); ``inf`` when ``rank`` is past
-    the last row."""
-    if rank >= len(times):
-        return math.inf
-
-    def at_most(value: float) -> int:
-        return sum(
-            int(np.count_nonzero(times[s : s + chunk_size] <= value))
-            for s in range(0, len(times), chunk_size)
-        )
-
-    low = min(float(times[s : s + chunk_size].min()) for s in range(0, len(times), chunk_size))
-    high = max(float(times[s : s + chunk_size].max()) for s in range(0, len(times), chunk_size))
-    if at_most(low) > rank:
-        return low
-    # Invariant: at_most(low) <= rank < at_most(high).
-    while True:
-        middle = low + (high - low) / 2
-        if middle in (low, high):
-            return high
-        if at_most(middle) > rank:
-            high = middle
-        else:
-            low = middle
-
-
 def _write(staged, scratch, first, users, history_length, fractions, chunk_size) -> dict:
-    times = scratch.column("time")
     rows = scratch.rows
-    ranks = [round(fractions[0] * rows), round((fractions[0] + fractions[1]) * rows)]
-    cutoffs = [_time_cutoff(times, rank, chunk_size) for rank in ranks]
+    cutoffs = time_cutoffs(scratch.column("time"), fractions, chunk_size=chunk_size)
     lengths = first.trajectory_length
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     written = np.zeros(len(lengths), dtype=np.int64)
@@ -476,7 +437,7 @@ def _write(staged, scratch, first, users, history_length, fractions, chunk_size)
         history, history_reward = _histories(
             part["user"], part["item"], part["reward"], window, window_reward
         )
-        split = np.searchsorted(np.asarray(cutoffs), part["time"], side="right")
+        split = assign_splits(part["time"], cutoffs)
         counts += np.bincount(split, minlength=3)
         data = _rows(
             part,
@@ -490,12 +451,7 @@ def _write(staged, scratch, first, users, history_length, fractions, chunk_size)
             user_values,
         )
         storage.set(torch.from_numpy(starts[part["trajectory"]] + step), data)
-    return storage, {
-        "names": list(SPLITS),
-        "fractions": list(fractions),
-        "time_cutoffs": [c if math.isfinite(c) else None for c in cutoffs],
-        "rows": counts.tolist(),
-    }
+    return storage, describe_splits(fractions, cutoffs, counts)
 
 
 def _steps(trajectory: np.ndarray, written: np.ndarray) -> np.ndarray:
