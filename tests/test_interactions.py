@@ -217,3 +217,22 @@ def test_bad_arguments_are_named(tmp_path):
         load_interactions(frame, tmp_path / "c", columns=COLUMNS, split=(0.5, 0.2, 0.2))
     with pytest.raises(ValueError, match="bad_rows: expected one of"):
         load_interactions(frame, tmp_path / "d", columns=COLUMNS, bad_rows="drop")
+
+
+def test_a_log_without_users_is_a_bandit_log(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "item": ["a", "b", "a"],
+            "reward": [1.0, 0.0, 1.0],
+            "time": [
+                "2019-11-24 00:00:34+00:00",
+                "2019-11-24 00:00:35+00:00",
+                "2019-11-24 00:00:35+00:00",
+            ],
+        }
+    )
+    logs = load_interactions(frame, tmp_path / "logs", columns={"user": None}, history_length=2)
+    rows = logs[:]
+    assert logs.metadata["user_ids"] == [1, 2, 3]  # each row its own user: its data row
+    assert (rows["history"] == -1).all() and rows["next", "done"].all()
+    assert rows["timestamp"].tolist() == [1574553634.0, 1574553635.0, 1574553635.0]

@@ -90,7 +90,7 @@ DEFAULT_COLUMNS = {
     "time": "time",
     "session": None,
 }
-_REQUIRED = ("user", "item", "reward", "time")
+_REQUIRED = ("item", "reward", "time")
 _SCRATCH = {
     "user": np.int64,
     "item": np.int64,
@@ -121,9 +121,11 @@ def load_interactions(
         source: a ``.csv``/``.tsv``, ``.parquet`` or ``.jsonl`` file, or a DataFrame.
         out: the dataset folder; one written before from the same source and options is
             re-opened without reading the source, one written otherwise is an error.
-        columns: role -> column name for the roles ``"user"``, ``"item"``, ``"reward"``,
-            ``"time"`` (required) and ``"propensity"``, ``"session"`` (optional, ``None``:
-            absent); roles left out take :data:`DEFAULT_COLUMNS`.
+        columns: role -> column name for the roles ``"item"``, ``"reward"``, ``"time"``
+            (required) and ``"user"``, ``"propensity"``, ``"session"`` (``None``: absent);
+            roles left out take :data:`DEFAULT_COLUMNS`. Without a user column (a bandit
+            log such as the Open Bandit Dataset) each row is its own user, its id its
+            data row, with an empty history.
         user_features: a table (file or DataFrame) with the user column and numeric
             feature columns, one row per user: appended to every observation.
         item_features: the same for items (the item column): stored as
@@ -186,7 +188,7 @@ def load_interactions(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.scratch-") as tmp:
         scratch = _Scratch(Path(tmp), "propensity" in present)
         first = _read(source, present, chunk_size, bad, scratch)
-        users = _features(user_features, present["user"], first.users, "user_features")
+        users = _features(user_features, present.get("user"), first.users, "user_features")
         items = _features(item_features, present["item"], first.items, "item_features")
         with StagedDataset(out) as staged:
             storage, splits = _write(
@@ -317,7 +319,8 @@ def _read(source, present, chunk_size, bad: BadRows, scratch: _Scratch) -> _Firs
         keep = np.flatnonzero(checked.good)
         values = {role: v[keep] for role, v in checked.values.items()}
         rows = first_row + keep
-        user = first.users.encode(values["user"])
+        # No user column: each row is its own user, named by its data row (a bandit log).
+        user = first.users.encode(values["user"] if "user" in values else rows)
         first.last_time = _grow(first.last_time, len(first.users), -np.inf)
         in_order = _in_time_order(user, values["time"], first.last_time)
         bad.handle(rows[~in_order], "time", values["time"][~in_order], _ORDER_RULE)
@@ -396,9 +399,11 @@ def _first_per_user(late: np.ndarray, user: np.ndarray) -> np.ndarray:
     return late[first]
 
 
-def _features(table, id_column: str, ids: IdMap, option: str) -> FeatureTable | None:
+def _features(table, id_column: str | None, ids: IdMap, option: str) -> FeatureTable | None:
     if table is None:
         return None
+    if id_column is None:
+        raise ValueError(f"{option}: expected None for a log without a user column, got a table")
     return read_feature_table(table, id_column, ids, option=option)
 
 
