@@ -163,3 +163,28 @@ def test_logged_value_interval_covers_the_cluster_structure():
     independent = logged_value(rows.exclude(("collector", "traj_ids")))
     assert clustered["value"] == independent["value"] == 0.5
     assert clustered["high"] - clustered["low"] > 3 * (independent["high"] - independent["low"])
+
+
+def test_five_commands_csv_in_recommendations_out(tmp_path, capsys):
+    frame = made_up_csv(tmp_path / "log.csv", rows=300)
+    columns = [f"--column={role}={name}" for role, name in COLUMNS.items()]
+    assert main(["load", str(tmp_path / "log.csv"), str(tmp_path / "logs"), *columns]) == 2
+    assert "data row 11: expected a reward in [0, 1], got ''" in capsys.readouterr().err
+    loaded = ["load", str(tmp_path / "log.csv"), str(tmp_path / "logs"), *columns]
+    assert main([*loaded, "--bad-rows", "skip"]) == 0
+    assert "skipped 1 bad rows {'liked': 1}" in capsys.readouterr().out
+    run = tmp_path / "run"
+    train = ["train", "--logs", str(tmp_path / "logs"), "--out", str(run), "--steps", "20"]
+    assert main([*train, "--eval-points", "2", "--no-progress", "--logger", "none"]) == 0
+    (tmp_path / "history.csv").write_text("user,item\nm-7,P01\nm-7,P02\nnew,P05\n")
+    recommend = ["recommend", str(run), "--history", str(tmp_path / "history.csv"), "--k", "3"]
+    assert (
+        main([*recommend, "--out", str(tmp_path / "top.csv"), "--export", str(run / "m.pt2")]) == 0
+    )
+    top = pd.read_csv(tmp_path / "top.csv", dtype=str)
+    assert list(top.columns) == ["user", "rank", "item"]
+    assert top["user"].tolist() == ["m-7"] * 3 + ["new"] * 3
+    assert set(top["item"]) <= set(frame["product"])
+    expected = drpo_rl.load_policy(run).recommend([["P01", "P02"], ["P05"]], k=3)
+    assert top["item"].tolist() == expected[0] + expected[1]
+    assert (run / "m.pt2").is_file()
