@@ -40,9 +40,11 @@ ranks, and rows at one time fall in one split. The int64 key ``"split"`` holds 0
 per row (:data:`SPLITS`).
 
 Without a propensity column there is no ``behavior_log_prob``: algorithms and estimators
-that reweight by the behaviour's probability (importance sampling, doubly robust, DRPO-Q's
-and BPPO's behaviour terms) cannot run on the logs; the logged value, behaviour cloning,
-DRPO, AWR/CRR and direct-method estimates can (``metadata["propensity"]`` says so).
+that reweight by the behaviour's probability (importance-sampling and doubly-robust
+estimates; BPPO, whose loss is a ratio to the behaviour policy, which ``drpo-rl train``
+refuses then) cannot run on the logs; the logged value, behaviour cloning, DRPO and the
+other registry algorithms, and direct-method estimates can (``metadata["propensity"]``
+says so).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ read like the logged ones. :func:`world_logs` lays out the ratings of the file a
 fitted to exactly as that env observes its users (``env.observation_layout``):
 
 - ``preference``: the logged user's fitted vector (the env shows its users' vectors, plus
-  their ``observation_noise`` view offset; the log has no noise);
+  their ``observation_noise`` view offset, drifting toward what they consume within a
+  session; the log has neither noise nor drift: the fit is one vector per user);
 - ``history_items`` and ``history_rewards``: the fitted embeddings and rewards of the
   session's K most recent items, newest first, zeros for empty slots;
 - ``step``: the step in the session / ``max_length``.
