@@ -106,6 +106,7 @@ class Recommender:
         self.config = config
         self.item_ids = list(config["item_ids"])
         self._index = {_key(raw): i for i, raw in enumerate(self.item_ids)}
+        self._users = {_key(raw): i for i, raw in enumerate(config.get("user_ids", []))}
         self.tables = tables
         self.layout = {part["name"]: part["columns"] for part in config["observation_layout"]}
         self.device = torch.device("cpu")
@@ -221,8 +222,7 @@ class Recommender:
     def _user(self, users, row) -> torch.Tensor:
         if users is None:
             raise ValueError("users: the policy's observation holds user features; pass users=")
-        ids = {_key(raw): i for i, raw in enumerate(self.config["user_ids"])}
-        index = ids.get(_key(users[row]))
+        index = self._users.get(_key(users[row]))
         if index is None:
             raise ValueError(f"users[{row}]: user {users[row]!r} is not a user of the logs")
         return self.tables["users"][index].cpu()

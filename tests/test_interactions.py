@@ -196,6 +196,8 @@ def test_features_sessions_and_reuse(tmp_path):
     assert age.tolist() == expected  # user-003 is the 4th of the sorted users: age 3
     assert meta["num_trajectories"] == frame["visit"].nunique()
     assert meta["item_features"]["rows_unused"] == 10 - frame["sku"].nunique()
+    ages = torch.load(tmp_path / "logs" / "user_features.pt", weights_only=True)
+    assert ages.squeeze(-1).tolist() == [float(u.split("-")[1]) for u in meta["user_ids"]]
     prices = torch.load(tmp_path / "logs" / "item_features.pt", weights_only=True)
     assert prices.squeeze(-1).tolist() == [float(i[3:]) for i in meta["item_ids"]]
     # Re-opened from the same frame and options without reading it; other options refused.

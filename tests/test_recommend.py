@@ -110,3 +110,25 @@ def test_gaussian_policy_recommends_the_nearest_items(tmp_path, monkeypatch):
 def test_not_a_run_folder_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"config.json: missing; .* is not a finished"):
         drpo_rl.load_policy(tmp_path)
+
+
+def test_user_features_enter_the_recommenders_observation(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "user": ["a", "b", "a", "b"],
+            "item": ["x", "y", "y", "z"],
+            "reward": [1.0, 0.0, 1.0, 1.0],
+            "time": [1, 2, 3, 4],
+        }
+    )
+    users = pd.DataFrame({"user": ["b", "a"], "age": [40.0, 20.0], "vip": [1.0, 0.0]})
+    logs = load_interactions(
+        frame, tmp_path / "logs", user_features=users, history_length=1, split=(0.5, 0.25, 0.25)
+    )
+    train_on_logs(logs, tmp_path / "run", algorithm="bc", steps=4, eval_points=1, progress=False)
+    recommender = drpo_rl.load_policy(tmp_path / "run")
+    observation = recommender.observations([["x"], ["y"]], users=["a", "b"])
+    assert observation[:, -2:].tolist() == [[20.0, 0.0], [40.0, 1.0]]
+    assert torch.equal(observation[0], logs[:]["observation"][1])  # a's second row
+    with pytest.raises(ValueError, match="users: the policy's observation holds user features"):
+        recommender.recommend([["x"]], k=2)

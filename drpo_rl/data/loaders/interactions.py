@@ -129,7 +129,8 @@ def load_interactions(
             log such as the Open Bandit Dataset) each row is its own user, its id its
             data row, with an empty history.
         user_features: a table (file or DataFrame) with the user column and numeric
-            feature columns, one row per user: appended to every observation.
+            feature columns, one row per user: appended to every observation (and stored
+            as ``user_features.pt``, for recommending).
         item_features: the same for items (the item column): stored as
             ``item_features.pt`` [num_items, F] in the dataset folder, dense-id order, for
             two-tower heads and nearest-item recommendation.
@@ -214,8 +215,11 @@ def load_interactions(
                 "rows_skipped": bad.summary(),
                 "item_features": None if items is None else items.describe(),
             }
-            if items is not None:
-                write_tables(staged.dir, {"item_embeddings": torch.from_numpy(items.values)})
+            tables = {"item_embeddings": items, "users": users}
+            write_tables(
+                staged.dir,
+                {name: torch.from_numpy(t.values) for name, t in tables.items() if t is not None},
+            )
             staged.commit(storage, metadata)
     return OfflineLogs(out, **buffer_kwargs)
 
