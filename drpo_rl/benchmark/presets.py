@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES
+from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES, trained_algorithm
 
 # The paper's algorithm set (section 5), in the order its tables list them.
 PAPER_ALGORITHMS = (
@@ -175,6 +175,15 @@ class BenchmarkConfig:
                 f"hparams given for algorithm(s) {stray} that are not in this run's "
                 f"algorithms {list(self.algorithms)}"
             )
+        from drpo_rl.algorithms.registry import resolve_options
+
+        for row, row_hparams in self.hparams.items():
+            # The transformer policy is checked against the env's observation too.
+            env = self.env_spec.make() if row_hparams.get("policy") == "transformer" else None
+            try:
+                resolve_options(trained_algorithm(row), env, **row_hparams)
+            except ValueError as error:
+                raise ValueError(f"hparams of {row!r}: {error}") from error
         from envs.devices import check_device  # imports torch: only once a run is configured
 
         check_device(self.device)
