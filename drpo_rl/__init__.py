@@ -20,7 +20,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ShadowedPackageError", "__version__"]
+__all__ = ["ShadowedPackageError", "__version__", "load_policy"]
+
+
+def __getattr__(name: str):
+    # drpo_rl.load_policy(RUN) without importing torch on ``import drpo_rl``.
+    if name == "load_policy":
+        from drpo_rl.serving import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'drpo_rl' has no attribute {name!r}")
 
 
 class ShadowedPackageError(ImportError):

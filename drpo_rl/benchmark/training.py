@@ -113,6 +113,7 @@ def train(
     monitor: Callable[[Any, TensorDictBase], dict[str, float]] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
+    on_point: Callable[[dict[str, float], dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
     """Train ``algorithm`` on ``rows`` and evaluate it.
 
@@ -123,7 +124,9 @@ def train(
     last training batch at every learning-curve point. ``on_checkpoint(state)`` (optional)
     receives the training state at every learning-curve point but the last; ``resume``
     is such a state, made by a run with the same arguments, to continue from. A state
-    that does not fit the algorithm built here raises ``ValueError``.
+    that does not fit the algorithm built here raises ``ValueError``. ``on_point(point,
+    metrics)`` (optional) sees each learning-curve point and its evaluation as they come;
+    returning True stops training there (early stopping), that evaluation being the final.
     """
     from drpo_rl.algorithms import build
 
@@ -159,14 +162,15 @@ def train(
         if monitor is not None:
             # The last training batch: monitoring draws nothing from the run's streams.
             monitored.append({"step": checkpoint, **monitor(algo, batch)})
-        if checkpoint != steps:
-            point.update(_curve_metrics(evaluate_policy(algo.policy, False)))
-        else:
-            final = evaluate_policy(algo.policy, True)
-            point.update(_curve_metrics(final))
+        metrics = evaluate_policy(algo.policy, checkpoint == steps)
+        point.update(_curve_metrics(metrics))
         curve.append(point)
         eval_seconds += time.perf_counter() - start
-        if on_checkpoint is not None and checkpoint != steps:
+        stop = on_point is not None and bool(on_point(point, metrics))
+        if stop or checkpoint == steps:
+            final = metrics
+            break
+        if on_checkpoint is not None:
             on_checkpoint(
                 _capture(
                     algo, generator, device, done, curve, monitored, train_seconds, eval_seconds
@@ -269,7 +273,7 @@ def _restore(
 
 
 def _curve_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    keep = ("reward", "latent_reward", "regret", "hit_rate")
+    keep = ("reward", "latent_reward", "regret", "hit_rate", "validation_hit_rate")
     return {f"eval_{k}": metrics[k] for k in keep if k in metrics}
 
 

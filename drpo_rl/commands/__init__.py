@@ -11,4 +11,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "drpo_rl.commands.evaluate:add_evaluate_command",
     "generate": "drpo_rl.commands.generate:add_generate_command",
     "ope": "drpo_rl.commands.ope:add_ope_command",
+    "load": "drpo_rl.commands.load:add_load_command",
+    "recommend": "drpo_rl.commands.recommend:add_recommend_command",
+    "train": "drpo_rl.commands.train:add_train_command",
 }

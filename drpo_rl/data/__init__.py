@@ -16,6 +16,7 @@ from drpo_rl.data.generate import LOG_KEYS, generate_logs
 from drpo_rl.data.layout import BEHAVIOR_AGENT_KEY, BEHAVIOR_LOG_PROB_KEY
 from drpo_rl.data.loaders import (
     ParsedLogs,
+    load_interactions,
     load_kuairand,
     load_kuairec,
     load_movielens,
@@ -46,6 +47,7 @@ __all__ = [
     "SuboptimalPolicy",
     "generate_logs",
     "list_scenarios",
+    "load_interactions",
     "load_kuairand",
     "load_kuairec",
     "load_movielens",

@@ -11,8 +11,11 @@ Malformed files raise :class:`envs.common.tables.TableError` naming the file, li
   ``.inter``, ratings ``.csv``.
 - :mod:`~drpo_rl.data.loaders.kuai`: KuaiRand logs, KuaiRec matrices.
 - :mod:`~drpo_rl.data.loaders.obd`: the Open Bandit Dataset (with propensities).
+- :mod:`~drpo_rl.data.loaders.interactions`: any log of (user, item, reward[, propensity],
+  time[, session]) rows, CSV, Parquet, JSON lines or a DataFrame, streamed in chunks.
 """
 
+from drpo_rl.data.loaders.interactions import load_interactions
 from drpo_rl.data.loaders.kuai import (
     KUAIRAND_SIGNALS,
     load_kuairand,
@@ -29,6 +32,7 @@ __all__ = [
     "KUAIRAND_SIGNALS",
     "ParsedLogs",
     "TableError",
+    "load_interactions",
     "load_kuairand",
     "load_kuairec",
     "load_movielens",

@@ -29,6 +29,11 @@ plus ``("next", "observation" | "history" | "history_reward" | "item" | "done" |
 With ``user_features=`` (e.g. ``u.user``), the observation continues with the user's
 encoded age, gender and occupation (:mod:`~drpo_rl.data.loaders.user_features`;
 ``metadata["observation_layout"]`` lists every column range).
+
+With ``world=`` (the ``MovieLens100K`` env, or any ``FittedRatings`` env made from the
+file), the logs take that env's layout instead (:mod:`~drpo_rl.data.loaders.world`):
+the env's observation, sessions of its ``max_length`` and its action, so that a policy
+trained on the logs is evaluated in the env unchanged.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from drpo_rl.data.loaders.finite import as_float32
 from drpo_rl.data.loaders.sequences import keep_active_users, observation_layout, sequence_logs
 from drpo_rl.data.loaders.store import ParsedLogs, open_or_write
 from drpo_rl.data.loaders.user_features import read_user_features
+from drpo_rl.data.loaders.world import world_description, world_logs
 from envs.common.checks import check_int
 from envs.common.files import file_sha256
 from envs.config import MAX_HISTORY_LENGTH
@@ -62,6 +68,7 @@ def parse_movielens(
     history_length: int = 5,
     min_ratings_per_user: int = 1,
     user_features: str | os.PathLike | None = None,
+    world: Any = None,
 ) -> ParsedLogs:
     """Read a ratings file into offline logs, without writing anything.
 
@@ -78,6 +85,10 @@ def parse_movielens(
             :mod:`~drpo_rl.data.loaders.user_features`); its encoded age, gender and
             occupation are appended to the observation (and ``("next", "observation")``).
             Every user of the ratings must have a row.
+        world: a data-fitted env made from this file (e.g. ``envs.make_env(
+            "MovieLens100K")``): the logs then take that env's observation layout, sessions
+            and action (:mod:`~drpo_rl.data.loaders.world`), so that a policy trained on
+            them is evaluated in the env as it is; ``history_length`` must be the env's.
 
     Raises:
         envs.common.tables.TableError: a malformed file (names the file, line and column).
@@ -98,10 +109,34 @@ def parse_movielens(
         {'min_ratings_per_user': 1}
     """
     _check_options(history_length, min_ratings_per_user)
+    _check_world(world, history_length, user_features)
     ratings = read_ratings(path, format=format, rating_scale=rating_scale)
     keep, rows_removed = keep_active_users(
         ratings.user, min_ratings_per_user, source=str(path), option="min_ratings_per_user"
     )
+    if world is not None:
+        data, facts, tables = world_logs(
+            ratings.user[keep],
+            ratings.item[keep],
+            ratings.rating01[keep],
+            ratings.timestamp[keep],
+            world,
+            source=str(path),
+        )
+        return ParsedLogs(
+            data,
+            {
+                "loader": "movielens",
+                "source": _source(path, ratings),
+                "options": _options(
+                    format, rating_scale, history_length, min_ratings_per_user, None, world
+                ),
+                "reward": _reward_rule(ratings),
+                **facts,
+                "rows_removed": rows_removed,
+            },
+            tables,
+        )
     user_ids, user = np.unique(ratings.user[keep], return_inverse=True)
     item_ids, item = np.unique(ratings.item[keep], return_inverse=True)
     rating01 = ratings.rating01[keep]
@@ -135,19 +170,13 @@ def parse_movielens(
                 }
             )
             start += part["width"]
-    low, high = ratings.rating_scale
     metadata = {
         "loader": "movielens",
-        "source": {
-            "path": str(Path(path).resolve()),
-            "format": ratings.format,
-            "rows_in_file": len(ratings),
-            "has_timestamp": ratings.has_timestamp,
-        },
+        "source": _source(path, ratings),
         "options": _options(
             format, rating_scale, history_length, min_ratings_per_user, user_features
         ),
-        "reward": f"(rating - {low:g}) / ({high:g} - {low:g})",
+        "reward": _reward_rule(ratings),
         "observation_layout": layout,
         "user_feature_vocabulary": None if features is None else features.vocabulary,
         "max_steps": facts["max_steps"],
@@ -169,6 +198,7 @@ def load_movielens(
     history_length: int = 5,
     min_ratings_per_user: int = 1,
     user_features: str | os.PathLike | None = None,
+    world: Any = None,
     **buffer_kwargs: Any,
 ) -> OfflineLogs:
     """:func:`parse_movielens` stored as an :class:`~drpo_rl.data.OfflineLogs` at ``out``.
@@ -178,11 +208,12 @@ def load_movielens(
     ``buffer_kwargs`` (``batch_size``, ``sampler``, ``transform``, ...) go to the dataset.
     """
     _check_options(history_length, min_ratings_per_user)
+    _check_world(world, history_length, user_features)
     request = {
         "loader": "movielens",
         "sha256": file_sha256(path),
         "options": _options(
-            format, rating_scale, history_length, min_ratings_per_user, user_features
+            format, rating_scale, history_length, min_ratings_per_user, user_features, world
         ),
     }
     return open_or_write(
@@ -195,6 +226,7 @@ def load_movielens(
             history_length=history_length,
             min_ratings_per_user=min_ratings_per_user,
             user_features=user_features,
+            world=world,
         ),
         **buffer_kwargs,
     )
@@ -205,8 +237,45 @@ def _check_options(history_length: int, min_ratings_per_user: int) -> None:
     check_int("min_ratings_per_user", min_ratings_per_user)
 
 
-def _options(format, rating_scale, history_length, min_ratings_per_user, user_features) -> dict:
+def _check_world(world, history_length: int, user_features) -> None:
+    if world is None:
+        return
+    if not hasattr(world, "fitted"):
+        raise ValueError(
+            f"world: expected a data-fitted env (FittedRatings, MovieLens100K), got "
+            f"{type(world).__name__}"
+        )
+    if history_length != world.config.history_length:
+        raise ValueError(
+            f"history_length: expected the world's history_length "
+            f"{world.config.history_length} (its observation holds that many items), got "
+            f"{history_length}"
+        )
+    if user_features is not None:
+        raise ValueError(
+            "user_features: expected None with world= (the world's observation holds the "
+            "user's fitted vector, not a features file)"
+        )
+
+
+def _source(path, ratings) -> dict:
     return {
+        "path": str(Path(path).resolve()),
+        "format": ratings.format,
+        "rows_in_file": len(ratings),
+        "has_timestamp": ratings.has_timestamp,
+    }
+
+
+def _reward_rule(ratings) -> str:
+    low, high = ratings.rating_scale
+    return f"(rating - {low:g}) / ({high:g} - {low:g})"
+
+
+def _options(
+    format, rating_scale, history_length, min_ratings_per_user, user_features, world=None
+) -> dict:
+    options = {
         "format": format,
         "rating_scale": [float(v) for v in rating_scale],
         "history_length": history_length,
@@ -214,3 +283,7 @@ def _options(format, rating_scale, history_length, min_ratings_per_user, user_fe
         # The file's content, not its path, identifies what was loaded.
         "user_features": None if user_features is None else file_sha256(user_features),
     }
+    if world is not None:  # absent otherwise: folders written before world= still re-open
+        # The world's full config: another fit or session length is another layout.
+        options["world"] = world_description(world)
+    return options

@@ -34,7 +34,7 @@ from tensordict import TensorDict
 from envs.common.checks import check_int
 from envs.config import MAX_HISTORY_LENGTH
 
-__all__ = ["keep_active_users", "observation_layout", "sequence_logs"]
+__all__ = ["keep_active_users", "observation_layout", "sequence_logs", "window_rows"]
 
 log = logging.getLogger("drpo_rl.data.loaders")
 
@@ -173,38 +173,90 @@ def sequence_logs(
         source = np.flatnonzero(seen) - back
         history[seen, slot] = item[source]
         history_reward[seen, slot] = reward[source]
-    next_history = np.concatenate([item[:, None], history[:, : k - 1]], axis=1)[:, :k]
-    next_reward = np.concatenate([reward[:, None], history_reward[:, : k - 1]], axis=1)[:, :k]
-
-    def observe(hist: np.ndarray, hist_reward: np.ndarray, steps: np.ndarray) -> torch.Tensor:
-        scaled = (hist + 1).astype(np.float32) / np.float32(num_items)
-        step_col = (steps.astype(np.float32) / np.float32(max_steps))[:, None]
-        return torch.from_numpy(np.concatenate([scaled, hist_reward, step_col], axis=1))
-
-    action = torch.from_numpy(item.copy())
-    end = torch.from_numpy(last.copy()).unsqueeze(-1)
-    data = TensorDict(
-        {
-            "observation": observe(history, history_reward, step),
-            "history": torch.from_numpy(history),
-            "history_reward": torch.from_numpy(history_reward),
-            "action": action,
-            "user": torch.from_numpy(user.copy()),
-            "timestamp": torch.from_numpy(timestamp.copy()),
-            ("collector", "traj_ids"): torch.from_numpy(user.copy()),
-            ("next", "observation"): observe(next_history, next_reward, step + 1),
-            ("next", "history"): torch.from_numpy(np.ascontiguousarray(next_history)),
-            ("next", "history_reward"): torch.from_numpy(np.ascontiguousarray(next_reward)),
-            ("next", "reward"): torch.from_numpy(reward.copy()).unsqueeze(-1),
-            ("next", "item"): action.clone(),
-            ("next", "done"): end,
-            ("next", "truncated"): end.clone(),
-            ("next", "terminated"): torch.zeros_like(end),
-        },
-        batch_size=[rows],
+    data = window_rows(
+        item,
+        reward,
+        history,
+        history_reward,
+        step=step,
+        end=last,
+        user=user,
+        trajectory=user,
+        timestamp=timestamp,
+        num_items=num_items,
+        max_steps=max_steps,
     )
     if user_ids is not None:
         data["user_id"] = torch.from_numpy(np.asarray(user_ids, dtype=np.int64)[user])
     if item_ids is not None:
         data["item_id"] = torch.from_numpy(np.asarray(item_ids, dtype=np.int64)[item])
     return data, {"max_steps": max_steps, "order": order}
+
+
+def window_rows(
+    item: np.ndarray,
+    reward: np.ndarray,
+    history: np.ndarray,
+    history_reward: np.ndarray,
+    *,
+    step: np.ndarray,
+    end: np.ndarray,
+    user: np.ndarray,
+    trajectory: np.ndarray,
+    timestamp: np.ndarray,
+    num_items: int,
+    max_steps: int,
+    features: np.ndarray | None = None,
+) -> TensorDict:
+    """The logged rows of the module docstring from each row's item, reward, history window
+    (``history`` [R, K], -1 for empty slots, newest first, and ``history_reward``), step in
+    its trajectory, whether it ends the trajectory (``end``), user, trajectory and time.
+
+    ``features`` (float32 [R, F], optional) continue the observation (the user's features).
+
+    Example:
+        >>> td = window_rows(np.array([2]), np.array([1.0]), np.array([[0, -1]]),
+        ...                  np.array([[0.5, 0.0]]), step=np.array([1]), end=np.array([True]),
+        ...                  user=np.array([0]), trajectory=np.array([0]),
+        ...                  timestamp=np.array([7.0]), num_items=4, max_steps=2)
+        >>> td["observation"].tolist(), td["next", "history"].tolist()
+        ([[0.25, 0.0, 0.5, 0.0, 0.5]], [[2, 0]])
+    """
+    reward = np.asarray(reward, dtype=np.float32)
+    history_reward = np.asarray(history_reward, dtype=np.float32)
+    k = history.shape[1]
+    next_history = np.concatenate([item[:, None], history[:, : k - 1]], axis=1)[:, :k]
+    next_reward = np.concatenate([reward[:, None], history_reward[:, : k - 1]], axis=1)[:, :k]
+
+    def observe(hist: np.ndarray, hist_reward: np.ndarray, steps: np.ndarray) -> torch.Tensor:
+        parts = [
+            (hist + 1).astype(np.float32) / np.float32(num_items),
+            hist_reward,
+            (steps.astype(np.float32) / np.float32(max_steps))[:, None],
+        ]
+        if features is not None:
+            parts.append(np.asarray(features, dtype=np.float32))
+        return torch.from_numpy(np.concatenate(parts, axis=1))
+
+    action = torch.from_numpy(np.array(item, dtype=np.int64))
+    done = torch.from_numpy(np.array(end, dtype=bool)).unsqueeze(-1)
+    return TensorDict(
+        {
+            "observation": observe(history, history_reward, step),
+            "history": torch.from_numpy(np.array(history, dtype=np.int64)),
+            "history_reward": torch.from_numpy(history_reward.copy()),
+            "action": action,
+            "user": torch.from_numpy(np.array(user, dtype=np.int64)),
+            "timestamp": torch.from_numpy(np.array(timestamp, dtype=np.float64)),
+            ("collector", "traj_ids"): torch.from_numpy(np.array(trajectory, dtype=np.int64)),
+            ("next", "observation"): observe(next_history, next_reward, step + 1),
+            ("next", "history"): torch.from_numpy(np.ascontiguousarray(next_history)),
+            ("next", "history_reward"): torch.from_numpy(np.ascontiguousarray(next_reward)),
+            ("next", "reward"): torch.from_numpy(reward.copy()).unsqueeze(-1),
+            ("next", "item"): action.clone(),
+            ("next", "done"): done,
+            ("next", "truncated"): done.clone(),
+            ("next", "terminated"): torch.zeros_like(done),
+        },
+        batch_size=[len(item)],
+    )
