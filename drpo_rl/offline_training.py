@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
+from drpo_rl.evaluation import off_policy_evaluate
 from drpo_rl.serving import CONFIG_FILE, POLICY_FILE, TABLES_FILE, item_scores, policy_specs
 from envs.common.checks import check_choice, check_int, check_number
 from envs.common.files import write_atomic
@@ -161,7 +163,7 @@ def train_on_logs(
         "train_rows": result["train_rows"],
         "validation_rows": len(validation),
         "train_seconds": result["train_seconds"],
-        "test": estimates_on_test_split(tracker.best_policy(specs), splits[_SPLIT_TEST]),
+        "test": estimates_on_test_split(tracker.best_policy(specs), splits[_SPLIT_TEST], config),
     }
     _write_json(out / METRICS_FILE, metrics)
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -249,14 +251,29 @@ def logged_value(
     }
 
 
-def estimates_on_test_split(policy, test_rows: TensorDictBase) -> dict[str, Any]:
+def estimates_on_test_split(policy, test_rows: TensorDictBase, config: dict) -> dict[str, Any]:
     """The run's estimates on the held-out test split, simulator-free.
 
-    ``"logged"``: the behaviour policy's value (:func:`logged_value`). The trained policy's
-    off-policy estimates (``drpo_rl.evaluation.off_policy_evaluate``) belong beside it,
-    here, under ``"off_policy"``.
+    ``"logged"``: the behaviour policy's value (:func:`logged_value`). ``"off_policy"``: the
+    trained policy's off-policy estimates (:func:`~drpo_rl.evaluation.off_policy_evaluate`,
+    its default estimators, each a dict with ``value``, ``low``, ``high`` and
+    ``diagnostics``), or ``{"skipped": why}`` when the test split cannot give them: no
+    rows, no logged propensities, or embedding actions (their decoding needs the world's
+    catalogue env: call ``off_policy_evaluate(policy, logs, env=...)`` yourself).
     """
-    return {"logged": logged_value(test_rows), "off_policy": None}
+    estimates = {"logged": logged_value(test_rows), "off_policy": None}
+    if len(test_rows) == 0:
+        why = "the test split is empty"
+    elif BEHAVIOR_LOG_PROB_KEY not in test_rows.keys():
+        why = f"the logs carry no propensities ({BEHAVIOR_LOG_PROB_KEY!r})"
+    elif config["action"] != "item":
+        why = "embedding actions: decoding them needs the world's catalogue env"
+    else:
+        found = off_policy_evaluate(policy, test_rows, num_items=config["num_items"])
+        estimates["off_policy"] = {name: e.to_dict() for name, e in found.items()}
+        return estimates
+    estimates["off_policy"] = {"skipped": why}
+    return estimates
 
 
 def _splits(rows: TensorDictBase) -> list[TensorDictBase]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 import drpo_rl
 from drpo_rl import offline_training
@@ -76,7 +77,9 @@ def test_load_train_value_recommend(loaded, capsys):
     logged = metrics["test"]["logged"]
     assert logged["value"] == pytest.approx(test["liked"].mean())
     assert logged["low"] < logged["value"] < logged["high"] and logged["rows"] == 60
-    assert metrics["test"]["off_policy"] is None
+    assert metrics["test"]["off_policy"] == {
+        "skipped": "the logs carry no propensities ('behavior_log_prob')"
+    }
     # The CSV logger of TorchRL wrote the curve.
     assert (run / "logs" / "scalars" / "eval_validation_hit_rate.csv").is_file()
     # Recommendations come back in the raw id space of the file.
@@ -188,3 +191,30 @@ def test_five_commands_csv_in_recommendations_out(tmp_path, capsys):
     expected = drpo_rl.load_policy(run).recommend([["P01", "P02"], ["P05"]], k=3)
     assert top["item"].tolist() == expected[0] + expected[1]
     assert (run / "m.pt2").is_file()
+
+
+def test_off_policy_estimates_on_the_test_split(tmp_path):
+    """With logged propensities (uniform over 12 items here) the run reports the trained
+    policy's off-policy estimates on the test split; SNIPS of a deterministic policy under
+    uniform logging is the mean reward of the test rows where it picks the logged item."""
+    frame = made_up_csv(tmp_path / "log.csv")
+    frame["p"] = 1 / 12
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    logs = load_interactions(
+        tmp_path / "log.csv", tmp_path / "logs", columns={**COLUMNS, "propensity": "p"}
+    )
+    metrics = train_on_logs(logs, tmp_path / "run", algorithm="bc", steps=30, progress=False)
+    estimates = metrics["test"]["off_policy"]
+    assert {"ips", "snips", "dr"} <= set(estimates)
+    policy = drpo_rl.load_policy(tmp_path / "run").policy
+    rows = logs[:]
+    test = rows[rows["split"] == 2]
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        picked = policy(test.select("observation").clone())["action"]
+    match = picked == test["action"]
+    assert match.any()
+    reward = test["next", "reward"].reshape(-1)
+    snips = estimates["snips"]
+    assert snips["value"] == pytest.approx(float(reward[match].mean()), rel=1e-5)
+    assert snips["low"] <= snips["value"] <= snips["high"]
+    assert estimates["ips"]["value"] == pytest.approx(float((reward * match).mean() * 12), rel=1e-5)

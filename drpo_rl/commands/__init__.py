@@ -10,8 +10,8 @@ COMMANDS: dict[str, str] = {
     "bench": "drpo_rl.commands.bench:add_bench_command",
     "evaluate": "drpo_rl.commands.evaluate:add_evaluate_command",
     "generate": "drpo_rl.commands.generate:add_generate_command",
-    "ope": "drpo_rl.commands.ope:add_ope_command",
     "load": "drpo_rl.commands.load:add_load_command",
+    "ope": "drpo_rl.commands.ope:add_ope_command",
     "recommend": "drpo_rl.commands.recommend:add_recommend_command",
     "train": "drpo_rl.commands.train:add_train_command",
 }
