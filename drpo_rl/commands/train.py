@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from drpo_rl.commands.options import add_device, add_hparams, add_no_progress, add_seed
@@ -54,6 +55,15 @@ def add_train_command(subparsers) -> None:
         help="TorchRL logger (tensorboard and wandb need their packages)",
     )
     parser.add_argument("--resume", action="store_true", help="continue an unfinished run")
+    parser.add_argument(
+        "--filter-scope",
+        choices=("rank", "global"),
+        default="rank",
+        help=(
+            "under torchrun: DRPO's top-kappa filter per rank's batch, or over the batches of "
+            "all ranks (equal to one process on their concatenation)"
+        ),
+    )
     add_hparams(parser)
     add_seed(parser, default=0, help="seed of the initialisation and batches (default: 0)")
     add_device(parser)
@@ -62,14 +72,23 @@ def add_train_command(subparsers) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Train as ``args`` say, print the summary; returns 0."""
+    """Train as ``args`` say, print the summary; returns 0.
+
+    Started by ``torchrun`` with several ranks, it trains data-parallel instead
+    (:func:`drpo_rl.distributed.train.train_distributed`: DDP, each rank on its shard of the
+    logs, checkpoints at the evaluation points); the validation split, early stopping and
+    the logger are features of the one-process run.
+    """
     from drpo_rl.console import quiet_torchrl
+    from drpo_rl.distributed.process_group import launched_by_torchrun
     from drpo_rl.offline_training import train_on_logs
 
     quiet_torchrl()
     other = sorted({algo for algo, _, _ in args.hparams} - {args.algorithm})
     if other:
         raise ValueError(f"--set: hyper-parameters of {other}, but --algorithm is {args.algorithm}")
+    if launched_by_torchrun():
+        return _train_distributed(args)
     metrics = train_on_logs(
         args.logs,
         args.out,
@@ -100,4 +119,30 @@ def train(args: argparse.Namespace) -> int:
             f"[{logged['low']:.4f}, {logged['high']:.4f}] ({logged['rows']} rows)"
         )
     print(f"run folder {args.out}: {json.dumps(sorted(p.name for p in args.out.iterdir()))}")
+    return 0
+
+
+def _train_distributed(args: argparse.Namespace) -> int:
+    from drpo_rl.algorithms.algorithm import DEFAULT_BATCH_SIZE
+    from drpo_rl.distributed.train import train_distributed
+
+    record = train_distributed(
+        args.logs,
+        args.algorithm,
+        steps=args.steps,
+        batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+        seed=args.seed,
+        lr=args.lr,
+        hparams={key: value for _, key, value in args.hparams},
+        filter_scope=args.filter_scope,
+        out=args.out,
+        checkpoint_every=max(1, args.steps // max(1, args.eval_points)),
+        device=args.device,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    print(
+        f"{args.algorithm}: {record['steps']} steps on {record['world_size']} ranks "
+        f"({record['batch_size_per_rank']} rows per rank and step, filter {args.filter_scope})"
+    )
     return 0

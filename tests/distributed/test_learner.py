@@ -120,3 +120,30 @@ def test_a_resumed_run_ends_with_the_policy_of_an_uninterrupted_one(
     for key in whole:
         assert torch.equal(whole[key], cut[key]), key
     assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+
+
+def test_drpo_rl_train_under_torchrun_trains_data_parallel(bandit_logs, tmp_path):
+    """The command a user types: torchrun starts 2 ranks of ``drpo-rl train``, which hands
+    the work to the DDP learner (global filter); rank 0 writes the policy and the record."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    run = tmp_path / "run"
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
+        *("-m", "drpo_rl.cli", "--", "train", "--logs", str(bandit_logs), "--out", str(run)),
+        *("--algorithm", "drpo", "--steps", "6", "--eval-points", "2", "--batch-size", "32"),
+        *("--filter-scope", "global", "--no-progress"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    # No timeout of its own: every collective of the learner has one, and pytest's applies.
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("drpo: 6 steps on 2 ranks (32 rows per rank and step") == 1
+    record = json.loads((run / "record.json").read_text())
+    assert record["world_size"] == 2 and record["filter_scope"] == "global"
+    assert sorted(p.name for p in run.iterdir()) == ["policy.pt", "record.json"]
