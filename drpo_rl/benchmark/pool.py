@@ -99,7 +99,9 @@ def run_on_ray(
     nodes must see the same output folder). Each task takes one CPU and runs
     ``initializer`` first; ``finished(item)`` is called here as each task ends, in the
     order they end. An error in a task, or an interruption, cancels the others
-    (``ray.cancel(force=True)`` ends their worker processes) and is raised here.
+    (``ray.cancel(force=True)`` ends their worker processes) and is raised here. A Ray
+    started here is shut down at the end, and the signal handlers ``ray.init`` installs
+    in this process are put back as they were (forked children would inherit them).
     """
     try:
         import ray
@@ -108,19 +110,27 @@ def run_on_ray(
             "the Ray backend needs Ray: pip install 'drpo-rl[ray]' (or use the default "
             "process pool)"
         ) from err
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
-    pending = {remote.remote(task, item, initializer): item for item in items}
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ray.get(done[0])
-            finished(pending.pop(done[0]))
-    except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+        pending = {remote.remote(task, item, initializer): item for item in items}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                ray.get(done[0])
+                finished(pending.pop(done[0]))
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
 
 
 def _ray_task(task: Callable[[Hashable], None], item: Hashable, initializer) -> None:

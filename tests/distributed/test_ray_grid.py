@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,13 +57,16 @@ def test_a_ray_grid_gives_the_records_of_the_process_pool_which_needs_no_ray(tmp
     )
     config = make_config("tiny", **CELLS)
     seen = []
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     try:
         report = run_benchmark(
             config, tmp_path / "ray", progress=False, backend="ray", echo=seen.append
         )
     finally:
-        ray.shutdown()
         out, err = pool.communicate(timeout=300)
+    # The Ray it started is shut down, and this process's signal handlers are as they were.
+    assert not ray.is_initialized()
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
     assert pool.returncode == 0, err
     assert "the Ray backend needs Ray: pip install 'drpo-rl[ray]'" in out
     assert sorted(k.algorithm for k in report.ran) == ["bc", "drpo"]
