@@ -19,6 +19,7 @@ _EXPORTS = {
     "OnlineMetrics": "drpo_rl.evaluation.metrics",
     "OraclePolicy": "drpo_rl.evaluation.reference",
     "oracle_policy": "drpo_rl.evaluation.reference",
+    "PatiencePlanner": "drpo_rl.evaluation.reference",
 }
 
 __all__ = sorted(_EXPORTS)
