@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES
+from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES, trained_algorithm
 
 # The paper's algorithm set (section 5), in the order its tables list them.
 PAPER_ALGORITHMS = (
@@ -148,6 +148,26 @@ class BenchmarkConfig:
         except ValueError as error:
             raise ValueError(f"env {self.env!r}: {error}") from error
 
+    @property
+    def sessions(self) -> bool:
+        """Whether the env has multi-step sessions (``[time, env]`` logs with a return-to-go)."""
+        return self.env_spec.config.dynamics().max_length > 1
+
+    def algorithm_hparams(self, row: str) -> dict[str, Any]:
+        """The options the run ``row`` trains with: on session logs the registry's session
+        defaults (return-to-go scores), then this config's ``hparams[row]``.
+
+        Example:
+            >>> make_config("tiny").algorithm_hparams("drpo")
+            {}
+            >>> make_config("tiny", env="UserSession").algorithm_hparams("drpo")
+            {'score': 'return_to_go'}
+        """
+        from drpo_rl.algorithms.registry import session_defaults
+
+        defaults = session_defaults(trained_algorithm(row)) if self.sessions else {}
+        return {**defaults, **self.hparams.get(row, {})}
+
     def validate(self) -> None:
         """Check every name against its registry and the device; raises ``ValueError``.
 
@@ -175,6 +195,12 @@ class BenchmarkConfig:
                 f"hparams given for algorithm(s) {stray} that are not in this run's "
                 f"algorithms {list(self.algorithms)}"
             )
+        from drpo_rl.algorithms.registry import check_logged_keys
+        from drpo_rl.data.generate import logged_keys
+
+        logged = logged_keys(self.sessions)
+        for row in (*self.algorithms, *([BC_EXPERT] if BC_EXPERT in self.references else ())):
+            check_logged_keys(trained_algorithm(row), self.algorithm_hparams(row), logged)
         from envs.devices import check_device  # imports torch: only once a run is configured
 
         check_device(self.device)

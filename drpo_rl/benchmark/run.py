@@ -162,7 +162,7 @@ def _run_one(
             lr=config.lr,
             seed=key.seed,
             device=envs.device,
-            hparams=dict(config.hparams.get(key.algorithm, {})),
+            hparams=config.algorithm_hparams(key.algorithm),
             curve_points=config.curve_points,
             evaluate_policy=evaluate_policy,
             monitor=monitor_for(key.algorithm) if kind == "learner" else None,

@@ -50,7 +50,7 @@ from envs import EnvSpec
 from envs.common.checks import check_int, check_number, fail, is_int
 from envs.devices import check_device
 
-__all__ = ["DEFAULT_SESSION_GAMMA", "LOG_KEYS", "SESSION_KEYS", "generate_logs"]
+__all__ = ["DEFAULT_SESSION_GAMMA", "LOG_KEYS", "SESSION_KEYS", "generate_logs", "logged_keys"]
 
 #: Keys stored for every interaction; of the env's privileged truth, only the noiseless
 #: reward of the item shown ("latent_reward", for analysis; no learner reads it).
@@ -187,7 +187,7 @@ def generate_logs(
         _check_same_request(path, stored.metadata, request)
         return stored
 
-    keys = LOG_KEYS + (SESSION_KEYS if session else ())
+    keys = LOG_KEYS + (SESSION_KEYS if session else ())  # the order they are stored in
     metadata = {
         "kind": "drpo_rl.generated_logs",
         **request,
@@ -212,6 +212,16 @@ def generate_logs(
             _store_return_to_go(storage, gamma)
         staged.commit(storage, metadata)
     return OfflineLogs(path, **buffer_kwargs)
+
+
+def logged_keys(session: bool) -> set:
+    """The keys :func:`generate_logs` stores, for one-step or session envs.
+
+    Example:
+        >>> "return_to_go" in logged_keys(True), "return_to_go" in logged_keys(False)
+        (True, False)
+    """
+    return set(LOG_KEYS + (SESSION_KEYS if session else ()))
 
 
 def _make_collector(env: Any, policy: BehaviorMixture, num_samples: int) -> Collector:
