@@ -268,20 +268,3 @@ class UserSessionConfig(RecSimConfig):
             boredom=float(self.boredom),
             cap_truncates=True,
         )
-
-
-#: `UserSession` overrides of a world where myopia loses (the session benchmark's world):
-#: fatigue damps rewards only mildly, but repeating a cluster bores the user (boredom 0.4
-#: per unit of fatigue against a patience of 3), and the clusters are wide enough apart in
-#: reward (delta 1) that another cluster's items still please. The greedy one-step oracle
-#: keeps to the user's favourite cluster and loses about a third of the session return
-#: to a policy that spreads its items over clusters (see docs/method.md, "Sessions").
-MYOPIA_WORLD: dict[str, float | int] = {
-    "max_length": 20,
-    "patience": 3.0,
-    "boredom": 0.4,
-    "fatigue_strength": 0.1,
-    "fatigue_decay": 0.8,
-    "drift_rate": 0.1,
-    "delta": 1.0,
-}

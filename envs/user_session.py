@@ -81,8 +81,9 @@ class UserSession(SimulatedUsersEnv):
     | `history_length`   | int   | 5       | K, recent items in the observation                |
     | `boredom`          | float | 0.0     | patience lost per unit of cluster fatigue         |
 
-    `envs.config.MYOPIA_WORLD` holds the overrides of a world in which the greedy one-step
-    oracle loses to a policy that spreads its items over clusters (see docs/method.md).
+    With `boredom` > 0 the greedy one-step oracle (`env.oracle()`) can lose the session to
+    a policy that spreads its items over clusters: docs/method.md, "Sessions", describes
+    such a world, the session benchmark's (`drpo-rl bench --env UserSession`).
 
     ```python
     >>> import torch

@@ -9,11 +9,11 @@ from drpo_rl.algorithms import build, offline_algorithms
 from drpo_rl.algorithms.registry import check_logged_keys, session_defaults
 from drpo_rl.algorithms.scores import td_scored
 from drpo_rl.algorithms.transitions import complete_terminal_transitions
+from drpo_rl.benchmark.presets import MYOPIA_WORLD
 from drpo_rl.benchmark.training import learner_view
 from drpo_rl.data import generate_logs
 from drpo_rl.models import PolicySpecs
 from envs import make_env
-from envs.config import MYOPIA_WORLD
 
 WORLD = {**MYOPIA_WORLD, "num_items": 40, "embedding_dim": 8, "max_length": 8}
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from drpo_rl.benchmark.presets import MYOPIA_WORLD
 from drpo_rl.evaluation import PatiencePlanner, evaluate, oracle_policy
 from envs import make_env
-from envs.config import MYOPIA_WORLD
 
 
 def test_cap_truncates_and_leaving_terminates():

@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES, trained_algorithm
+from drpo_rl.benchmark.references import (
+    BC_EXPERT,
+    ONE_STEP_REFERENCES,
+    PLANNER,
+    REFERENCES,
+    trained_algorithm,
+)
 
 # The paper's algorithm set (section 5), in the order its tables list them.
 PAPER_ALGORITHMS = (
@@ -95,7 +101,7 @@ class BenchmarkConfig:
     env_overrides: Mapping[str, Any] = field(default_factory=dict)
     scenarios: tuple[str, ...] = MAIN_SCENARIOS
     algorithms: tuple[str, ...] = PAPER_ALGORITHMS
-    references: tuple[str, ...] = REFERENCES
+    references: tuple[str, ...] = ONE_STEP_REFERENCES
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 200
     batch_size: int = 320
@@ -153,6 +159,10 @@ class BenchmarkConfig:
         """Whether the env has multi-step sessions (``[time, env]`` logs with a return-to-go)."""
         return self.env_spec.config.dynamics().max_length > 1
 
+    @property
+    def _item_actions(self) -> bool:
+        return self.env_spec.config.action_type == "item"
+
     def algorithm_hparams(self, row: str) -> dict[str, Any]:
         """The options the run ``row`` trains with: on session logs the registry's session
         defaults (return-to-go scores), then this config's ``hparams[row]``.
@@ -188,6 +198,11 @@ class BenchmarkConfig:
         if bad_refs:
             raise ValueError(
                 f"unknown reference row(s) {bad_refs}; valid references: {', '.join(REFERENCES)}"
+            )
+        if PLANNER in self.references and not (self.sessions and self._item_actions):
+            raise ValueError(
+                f"reference {PLANNER!r}: plans sessions of item ids; env {self.env!r} (with "
+                f"{dict(self.env_overrides)}) has one-step episodes or embedding actions"
             )
         stray = [a for a in self.hparams if a not in self.algorithms and a != BC_EXPERT]
         if stray:
@@ -231,6 +246,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: `UserSession` overrides of a world where myopia loses, the session benchmark's world:
+#: fatigue damps rewards only mildly, but repeating a cluster bores the user (boredom 0.4
+#: per unit of fatigue against a patience of 3), and the clusters are wide enough apart in
+#: reward (delta 1) that another cluster's items still please. The greedy one-step oracle
+#: keeps to the user's favourite cluster and loses about a third of the session return
+#: to a policy that spreads its items over clusters (docs/method.md, "Sessions").
+MYOPIA_WORLD: dict[str, float | int] = {
+    "max_length": 20,
+    "patience": 3.0,
+    "boredom": 0.4,
+    "fatigue_strength": 0.1,
+    "fatigue_decay": 0.8,
+    "drift_rate": 0.1,
+    "delta": 1.0,
+}
+
 # Sized so that the default run (2 scenarios x 10 algorithms x 3 seeds + references)
 # finishes within 5 minutes on two CPU cores; see the README for the measured time.
 PRESETS: dict[str, BenchmarkConfig] = {
@@ -248,6 +279,21 @@ PRESETS: dict[str, BenchmarkConfig] = {
         eval_users=100_000,
         curve_points=10,
         curve_users=10_000,
+    ),
+    # The session benchmark (drpo-rl bench --env UserSession): the myopia world, the
+    # paper's algorithm set, the planner as the session reference; sized to finish within
+    # 5 minutes on two CPU cores (see the README for the measured time).
+    "sessions": BenchmarkConfig(
+        preset="sessions",
+        env="UserSession",
+        env_overrides=MYOPIA_WORLD,
+        references=REFERENCES,
+        seeds=(0, 1),
+        steps=300,
+        log_samples=20_480,
+        eval_users=2_000,
+        curve_points=2,
+        curve_users=500,
     ),
     # Seconds, for smoke tests of the pipeline itself.
     "tiny": BenchmarkConfig(

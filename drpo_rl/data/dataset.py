@@ -37,6 +37,7 @@ from drpo_rl.data.layout import (
     FORMAT_VERSION,
     METADATA_FILE,
     STORAGE_DIR,
+    TRAJ_KEY,
     check_metadata_layout,
     check_recorded_bytes,
     check_recorded_layout,
@@ -46,6 +47,7 @@ from drpo_rl.data.layout import (
     read_metadata,
     refuse_non_finite,
 )
+from drpo_rl.data.sessions import check_sessions
 from drpo_rl.data.staging import StagedDataset
 
 __all__ = ["FORMAT_VERSION", "OfflineLogs", "check_read_transform"]
@@ -207,10 +209,14 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             **buffer_kwargs: forwarded to :class:`OfflineLogs` (batch_size, sampler, ...).
 
         Raises:
-            ValueError: ``data`` is not a TensorDict of tensors with 1 or 2 batch dims, or a
-                floating-point entry holds a NaN or an infinity (nothing is written then).
+            ValueError: ``data`` is not a TensorDict of tensors with 1 or 2 batch dims, a
+                floating-point entry holds a NaN or an infinity, or session data (with
+                ``("collector", "traj_ids")``) holds a broken trajectory
+                (:func:`~drpo_rl.data.sessions.check_sessions`); nothing is written then.
         """
         check_tensordict(data)
+        if TRAJ_KEY in data.keys(True, True):
+            check_sessions(data)
         metadata = {} if metadata is None else dict(metadata)
         ndim = data.batch_dims
         with StagedDataset(path) as staged:
