@@ -289,11 +289,11 @@ PRESETS: dict[str, BenchmarkConfig] = {
         env_overrides=MYOPIA_WORLD,
         references=REFERENCES,
         seeds=(0, 1),
-        steps=300,
+        steps=250,
         log_samples=20_480,
-        eval_users=2_000,
+        eval_users=1_500,
         curve_points=2,
-        curve_users=500,
+        curve_users=400,
     ),
     # Seconds, for smoke tests of the pipeline itself.
     "tiny": BenchmarkConfig(
