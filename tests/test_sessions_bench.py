@@ -65,3 +65,30 @@ def test_the_example_config_is_the_benchmark_s_world():
     assert cfg.env.name == "UserSession" and dict(cfg.env.config) == MYOPIA_WORLD
     assert cfg.loss.name == "drpo" and cfg.loss.score == "return_to_go"
     assert cfg.logs.num_samples % 256 == 0
+
+
+@pytest.mark.slow  # a subprocess with hydra: about 35 s on the shared cores
+def test_the_example_trains_drpo_on_sessions_at_a_tiny_size(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    overrides = [
+        *("logs.num_samples=1024", "replay_buffer.batch_size=64", "model.num_cells=16"),
+        *("optim.gradient_steps=4", "logger.log_interval=2", "logger.eval_iter=4"),
+        *("logger.eval_users=50", "logger.backend=null", f"logs.path={tmp_path / 'logs'}"),
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "drpo" / "drpo.py"), "--config-name", "sessions"]
+        + overrides,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "final evaluation of drpo after 4 steps (50 users)" in proc.stdout
+    metadata = json.loads((tmp_path / "logs" / "metadata.json").read_text())
+    assert metadata["env"]["config"]["boredom"] == 0.4 and metadata["layout"] == "time_env"
