@@ -10,9 +10,11 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torchrl.objectives import LossModule
+from torchrl.objectives.common import AUTO_LOSS_MASK_KEYS
 from torchrl.objectives.utils import TargetNetUpdater
 
 from drpo_rl.algorithms.transitions import complete_terminal_transitions
+from drpo_rl.objectives.inputs import check_batch, valid_rows
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "Algorithm", "AlgorithmParts", "make_adam"]
 
@@ -95,7 +97,14 @@ class Algorithm:
     online: bool = False
 
     def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        """One gradient step on ``batch``; returns the detached loss terms and metrics."""
+        """One gradient step on ``batch``; returns the detached loss terms and metrics.
+
+        An empty batch, or a NaN, infinity or value beyond float32-safe squares in an entry
+        any of the losses reads (on a row that counts), is refused with a ``ValueError``
+        naming the entry and the number of rows, before any parameter changes
+        (:func:`~drpo_rl.objectives.inputs.check_batch`; skipped inside ``torch.compile``).
+        """
+        self.check(batch)
         terms = self.compute(batch)
         total = sum(value for key, value in terms.items() if key.startswith("loss_"))
         self.optimizer.zero_grad(set_to_none=True)
@@ -107,6 +116,20 @@ class Algorithm:
         for state_update in self.state_updates:
             state_update(terms)
         return terms
+
+    def check(self, batch: TensorDictBase) -> None:
+        """Raise ``ValueError`` if ``batch`` is empty or holds a value no loss can use.
+
+        Rows a validity mask leaves out are exempt only when every loss selects them away
+        (``masks_non_finite_rows``, true of the suite's weighted losses); TorchRL's losses
+        multiply by the mask, and NaN times 0 is NaN, so for them every row is checked.
+        """
+        losses = self.loss_modules.values()
+        keys = [key for loss in losses for key in loss.in_keys]
+        valid = None
+        if all(getattr(loss, "masks_non_finite_rows", False) for loss in losses):
+            valid = valid_rows(batch, AUTO_LOSS_MASK_KEYS, batch.batch_size)
+        check_batch(self.name, batch, keys, valid)
 
 
 def scalar_terms(out: TensorDictBase, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -31,9 +31,9 @@ from drpo_rl.algorithms.weighted import (
     build_drpo_q,
 )
 from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
-from drpo_rl.models import PolicySpecs
+from drpo_rl.models import PolicySpecs, SessionLayout
 from drpo_rl.objectives import APGLoss, AsymReLoss, AWRLoss, CRRLoss, DRPOLoss
-from envs.common.checks import check_int, check_number
+from envs.common.checks import check_choice, check_int, check_number
 
 __all__ = [
     "ALGORITHMS",
@@ -43,6 +43,7 @@ __all__ = [
     "list_algorithms",
     "offline_algorithms",
     "options",
+    "resolve_options",
     "session_defaults",
 ]
 
@@ -59,6 +60,8 @@ class Entry:
         online: ``True`` when it trains on fresh rollouts (PPO), not on offline logs.
         needs: logged keys it reads besides observation, action, reward and done (BPPO's
             importance ratio reads the behaviour propensity).
+        sequence: ``True`` when its actor may be the transformer (``policy="transformer"``,
+            sized by the ``seq_*`` options): the entries whose only network is the actor.
 
     Example:
         >>> ALGORITHMS["drpo-exp"].fixed, ALGORITHMS["ppo"].online
@@ -72,14 +75,17 @@ class Entry:
     loss_options: tuple[type, tuple[str, ...] | None] | None = None
     online: bool = False
     needs: tuple[str, ...] = ()
+    sequence: bool = False
 
 
 ALGORITHMS: dict[str, Entry] = {
-    "drpo": Entry(build_drpo, {"weighting": "drpo"}, (DRPOLoss, DRPO_OPTIONS)),
-    "drpo-exp": Entry(build_drpo, {"weighting": "exp"}, (DRPOLoss, DRPO_OPTIONS)),
-    "adapt-bc": Entry(build_drpo, {"weighting": "uniform"}, (DRPOLoss, DRPO_OPTIONS)),
+    "drpo": Entry(build_drpo, {"weighting": "drpo"}, (DRPOLoss, DRPO_OPTIONS), sequence=True),
+    "drpo-exp": Entry(build_drpo, {"weighting": "exp"}, (DRPOLoss, DRPO_OPTIONS), sequence=True),
+    "adapt-bc": Entry(
+        build_drpo, {"weighting": "uniform"}, (DRPOLoss, DRPO_OPTIONS), sequence=True
+    ),
     "drpo-q": Entry(build_drpo_q, loss_options=(DRPOLoss, DRPO_Q_OPTIONS)),
-    "bc": Entry(build_bc),
+    "bc": Entry(build_bc, sequence=True),
     "apg": Entry(build_advantage, {"rule": "apg"}, (APGLoss, None)),
     "awr": Entry(build_advantage, {"rule": "awr"}, (AWRLoss, None)),
     "crr": Entry(build_advantage, {"rule": "crr"}, (CRRLoss, None)),
@@ -97,8 +103,19 @@ _COMMON = {
     "num_cells": NetworkOptions.num_cells,
     "depth": NetworkOptions.depth,
     "head": NetworkOptions.head,
+    "policy": NetworkOptions.policy,
 }
+# The transformer's sizes, options of the entries with ``sequence=True`` only.
+_SEQUENCE = {
+    "seq_dim": NetworkOptions.seq_dim,
+    "seq_layers": NetworkOptions.seq_layers,
+    "seq_heads": NetworkOptions.seq_heads,
+    "seq_dropout": NetworkOptions.seq_dropout,
+}
+# The options that are fields of NetworkOptions.
+_NETWORK = (set(_COMMON) | set(_SEQUENCE)) - {"lr", "batch_size"}
 _HEADS = ("per_item", "two_tower")
+_POLICIES = ("mlp", "transformer")
 # Loss arguments that are wiring, not hyper-parameters.
 _NOT_OPTIONS = {"critic_network", "reduction", "rule_kwargs"}
 
@@ -150,6 +167,8 @@ def options(name: str) -> dict:
     """
     entry = _entry(name)
     found = dict(_COMMON)
+    if entry.sequence:
+        found.update(_SEQUENCE)
     found.update(
         {k: v for k, v in _keyword_defaults(entry.builder).items() if k not in entry.fixed}
     )
@@ -200,35 +219,45 @@ def check_logged_keys(name: str, hparams: Mapping[str, Any], logged: set) -> Non
         )
 
 
-def _check_common(resolved: dict) -> None:
+def _check_common(name: str, resolved: dict) -> None:
     """The shared options' ranges, checked before any network is built."""
     for key in ("batch_size", "num_cells", "depth"):
         check_int(key, resolved[key])
     check_number("lr", resolved["lr"], minimum=0, strict=True)
-    if resolved["head"] not in _HEADS:
+    if resolved["head"] is not None and resolved["head"] not in _HEADS:
         raise ValueError(f"head: expected one of {', '.join(_HEADS)}, got {resolved['head']!r}")
+    check_choice("policy", resolved["policy"], _POLICIES)
+    if resolved["policy"] == "transformer" and not ALGORITHMS[name].sequence:
+        supported = [n for n in list_algorithms() if ALGORITHMS[n].sequence]
+        raise ValueError(
+            f"policy: 'transformer' is supported by {', '.join(supported)} (their only network "
+            f"is the actor), not by {name!r}; use policy='mlp'"
+        )
+    if ALGORITHMS[name].sequence:
+        for key in ("seq_dim", "seq_layers", "seq_heads"):
+            check_int(key, resolved[key])
+        check_number("seq_dropout", resolved["seq_dropout"], minimum=0, maximum=1)
+        if resolved["seq_dim"] % resolved["seq_heads"]:
+            raise ValueError(
+                f"seq_heads: expected a divisor of seq_dim={resolved['seq_dim']}, got "
+                f"{resolved['seq_heads']}"
+            )
 
 
-def build(name: str, env_or_specs, **hparams) -> Algorithm:
-    """Build the algorithm ``name`` for an env (its specs are read) or a ``PolicySpecs``.
-
-    Every entry accepts ``lr`` (3e-4), ``batch_size`` (320), ``num_cells`` (128), ``depth``
-    (2 hidden layers) and ``head`` (item-id actions: ``"per_item"`` or ``"two_tower"``
-    logits/Q heads); :func:`options` lists an entry's own (``beta``, ``clip_epsilon``,
-    ``expectile``...). Unknown names or options raise ``ValueError`` listing the valid
-    ones, and so do out-of-range shared options (``batch_size``, ``num_cells``, ``depth``
-    >= 1, ``lr`` > 0, ``head``), before anything is built. The resolved options are kept
-    in ``Algorithm.hparams``.
+def resolve_options(name: str, env_or_specs=None, **hparams) -> dict:
+    """Every option of ``name`` with ``hparams`` applied, checked without building anything:
+    unknown options and out-of-range shared ones raise ``ValueError``, and so does
+    ``policy="transformer"`` for an env (or ``PolicySpecs``), when one is given, whose
+    observation does not carry a session history. A benchmark config calls it when it is
+    made, so a bad option fails there, not mid-run.
 
     Examples:
-        >>> from drpo_rl.models import PolicySpecs
-        >>> algo = build("iql", PolicySpecs(obs_dim=4, action_dim=2), expectile=0.9)
-        >>> algo.hparams["expectile"], algo.hparams["lr"]
-        (0.9, 0.0003)
-        >>> build("dqn", PolicySpecs(obs_dim=4, action_dim=2))
+        >>> resolve_options("bc", policy="transformer")["seq_layers"]
+        2
+        >>> resolve_options("awr", policy="transformer")
         Traceback (most recent call last):
         ...
-        ValueError: unknown algorithm 'dqn'; valid names: adapt-bc, apg, asymre, awr, bc, ...
+        ValueError: policy: 'transformer' is supported by adapt-bc, bc, drpo, drpo-exp (their ...
     """
     resolved = options(name)
     unknown = sorted(set(hparams) - set(resolved))
@@ -238,12 +267,45 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
             f"{', '.join(sorted(resolved))}"
         )
     resolved.update(hparams)
-    _check_common(resolved)
+    _check_common(name, resolved)
+    if resolved["policy"] == "transformer" and env_or_specs is not None:
+        try:
+            SessionLayout.of(PolicySpecs.of(env_or_specs))
+        except ValueError as error:
+            raise ValueError(
+                f"policy: 'transformer' reads the session history in the observation: {error}"
+            ) from error
+    return resolved
+
+
+def build(name: str, env_or_specs, **hparams) -> Algorithm:
+    """Build the algorithm ``name`` for an env (its specs are read) or a ``PolicySpecs``.
+
+    Every entry accepts ``lr`` (3e-4), ``batch_size`` (320), ``num_cells`` (128), ``depth``
+    (2 hidden layers), ``head`` (item-id actions: ``"per_item"`` or ``"two_tower"``
+    logits/Q heads; unset: the policy's own) and ``policy`` (``"mlp"``; DRPO, DRPO-Exp,
+    AdaptBC and BC also ``"transformer"``, sized by ``seq_dim``, ``seq_layers``,
+    ``seq_heads``, ``seq_dropout``: see :class:`NetworkOptions`); :func:`options` lists an
+    entry's own (``beta``, ``clip_epsilon``, ``expectile``...). Unknown names or options
+    raise ``ValueError`` listing the valid ones, and so do out-of-range shared options
+    (``batch_size``, ``num_cells``, ``depth`` >= 1, ``lr`` > 0, ``head``, ``policy``),
+    before anything is built (:func:`resolve_options`). The resolved options are kept in
+    ``Algorithm.hparams``.
+
+    Examples:
+        >>> from drpo_rl.models import PolicySpecs, SessionLayout
+        >>> algo = build("iql", PolicySpecs(obs_dim=4, action_dim=2), expectile=0.9)
+        >>> algo.hparams["expectile"], algo.hparams["lr"]
+        (0.9, 0.0003)
+        >>> build("dqn", PolicySpecs(obs_dim=4, action_dim=2))
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown algorithm 'dqn'; valid names: adapt-bc, apg, asymre, awr, bc, ...
+    """
     specs = PolicySpecs.of(env_or_specs)
-    net = NetworkOptions(
-        num_cells=resolved["num_cells"], depth=resolved["depth"], head=resolved["head"]
-    )
-    specific = {k: v for k, v in resolved.items() if k not in _COMMON}
+    resolved = resolve_options(name, specs, **hparams)
+    net = NetworkOptions(**{k: v for k, v in resolved.items() if k in _NETWORK})
+    specific = {k: v for k, v in resolved.items() if k not in _COMMON and k not in _NETWORK}
     parts = ALGORITHMS[name].builder(specs, net, **ALGORITHMS[name].fixed, **specific)
     algo = parts.algorithm(name, resolved["lr"], resolved["batch_size"])
     algo.hparams = resolved

@@ -210,9 +210,16 @@ class BenchmarkConfig:
                 f"hparams given for algorithm(s) {stray} that are not in this run's "
                 f"algorithms {list(self.algorithms)}"
             )
-        from drpo_rl.algorithms.registry import check_logged_keys
+        from drpo_rl.algorithms.registry import check_logged_keys, resolve_options
         from drpo_rl.data.generate import logged_keys
 
+        for row, row_hparams in self.hparams.items():
+            # The transformer policy is checked against the env's observation too.
+            env = self.env_spec.make() if row_hparams.get("policy") == "transformer" else None
+            try:
+                resolve_options(trained_algorithm(row), env, **row_hparams)
+            except ValueError as error:
+                raise ValueError(f"hparams of {row!r}: {error}") from error
         logged = logged_keys(self.sessions)
         for row in (*self.algorithms, *([BC_EXPERT] if BC_EXPERT in self.references else ())):
             check_logged_keys(trained_algorithm(row), self.algorithm_hparams(row), logged)

@@ -206,7 +206,8 @@ class AdvantageWeightedLoss(WeightedLogLikelihoodLoss, abc.ABC):
         """``loss_objective`` and metrics (see the base class), plus ``loss_value``."""
         td_out = super().forward(tensordict)
         if self.has_value:
-            score, _, batch_shape = self._valid_score(tensordict)
+            # super().forward has checked this batch.
+            score, _, batch_shape = self._valid_score(tensordict, check=False)
             value = self._state_value(tensordict).reshape(score.shape)
             loss_value = (value - score).square().reshape(batch_shape)
             td_out.set("loss_value", self._reduce_loss(loss_value, tensordict))

@@ -24,6 +24,7 @@ from tensordict.utils import NestedKey
 from torch import distributions as D
 from torchrl.objectives.common import LossModule
 
+from drpo_rl.objectives.inputs import check_batch, valid_rows
 from envs.common.checks import check_choice
 
 __all__ = ["WeightedLogLikelihoodLoss", "effective_sample_size", "valid_mean", "valid_std"]
@@ -203,6 +204,9 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
     metric_keys: ClassVar[tuple[str, ...]] = ()
+    # Rows a validity mask leaves out are selected away, never multiplied: they may hold
+    # NaN (read by drpo_rl.algorithms.Algorithm.check).
+    masks_non_finite_rows: ClassVar[bool] = True
 
     actor_network: TensorDictModule
     actor_network_params: TensorDictParams
@@ -301,17 +305,7 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
 
         The entries are those TorchRL's ``_reduce_loss`` reads (``loss_mask_key``), ANDed.
         """
-        valid = None
-        for key in self._loss_mask_keys():
-            mask = tensordict.get(key, default=None)
-            if mask is None:
-                continue
-            # Masks carry a trailing singleton like the rewards they accompany.
-            while mask.ndim > len(batch_shape) and mask.shape[-1] == 1:
-                mask = mask.squeeze(-1)
-            mask = mask.bool().expand(batch_shape).reshape(-1)
-            valid = mask if valid is None else valid & mask
-        return valid
+        return valid_rows(tensordict, self._loss_mask_keys(), batch_shape)
 
     def _read_score(self, tensordict: TensorDictBase) -> torch.Tensor:
         if self.has_critic:
@@ -377,12 +371,22 @@ class WeightedLogLikelihoodLoss(LossModule, abc.ABC):
             log_prob = log_prob.sum(tuple(range(nb, log_prob.ndim)))
         return log_prob
 
-    def _valid_score(self, tensordict: TensorDictBase):
-        """``(score [M], valid [M] or None, batch shape)``; the score is 0 on invalid rows."""
+    def _valid_score(self, tensordict: TensorDictBase, check: bool = True):
+        """``(score [M], valid [M] or None, batch shape)``; the score is 0 on invalid rows.
+
+        With ``check``, an empty batch or a non-finite (or beyond float32-safe) input or
+        critic score on a valid row raises (:func:`~drpo_rl.objectives.inputs.check_batch`).
+        """
         score = self._read_score(tensordict)
         batch_shape = self._batch_shape_of(score)
         flat_score = score.reshape(-1)
         valid = self._valid_rows(tensordict, batch_shape)
+        if check:
+            inputs = tensordict.select(*self.in_keys, strict=False)
+            if self.has_critic:
+                inputs.set(self.tensor_keys.state_action_value, score, inplace=False)
+            keys = [*self.in_keys, self.tensor_keys.state_action_value]
+            check_batch(type(self).__name__, inputs, keys, valid, batch_shape)
         if valid is not None:
             # Select, not multiply: a masked row may hold a non-finite score.
             flat_score = torch.where(valid, flat_score, 0.0)

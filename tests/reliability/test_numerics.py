@@ -10,6 +10,7 @@ and finite parameters afterwards.
 
 import functools
 import math
+import re
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from drpo_rl.algorithms import build, list_algorithms
 from drpo_rl.models import BoundedNormalScale, PolicySpecs, make_gaussian_actor
 from drpo_rl.models.networks import LOG_STD_MAX
+from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss
 
 EMBEDDING = PolicySpecs(obs_dim=5, action_dim=3)
 ITEMS = PolicySpecs(obs_dim=5, num_items=6, item_embeddings=torch.randn(6, 3))
@@ -257,3 +259,93 @@ def test_drpo_weights_are_finite_and_never_negative(name, scores, kappa, num_gro
     # only a group's top max(1, floor(kappa * n_g)) samples may carry weight
     kept = sum(max(1, math.floor(kappa * groups.count(g) + 1e-4)) for g in set(groups))
     assert int((weights > 0).sum()) <= kept
+
+
+# --------------------------------------------------------------- the loss boundary
+def loss_inputs(algo):
+    return {key for loss in algo.loss_modules.values() for key in loss.in_keys}
+
+
+BAD_VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "1e30": 1e30}
+
+
+@pytest.mark.parametrize("specs_name", sorted(SPECS))
+@pytest.mark.parametrize("name", list_algorithms())
+def test_bad_values_are_refused_naming_the_entry_and_rows(name, specs_name):
+    specs = SPECS[specs_name]
+    algo = make_algorithm(name, specs)
+    clean = batch_for(algo, specs, [0.5] * 6)
+    before = [p.detach().clone() for p in trained_parameters(algo)]
+    keys = [("next", "reward"), "observation"]
+    if "behavior_log_prob" in loss_inputs(algo):
+        keys.append("behavior_log_prob")
+    for key in keys:
+        if key not in loss_inputs(algo):
+            continue  # e.g. BC reads no reward: a NaN there cannot reach it
+        for bad in BAD_VALUES.values():
+            batch = clean.clone()
+            rows = batch[key].reshape(-1, batch[key].shape[-1] if batch[key].ndim > 1 else 1)
+            rows[1, 0] = bad
+            rows[4, -1] = bad
+            batch[key] = rows.reshape(batch[key].shape)
+            with pytest.raises(ValueError, match=rf"^{name}: .*{re.escape(repr(key))}, got 2 of "):
+                algo.update(batch)
+    with pytest.raises(ValueError, match=rf"^{name}: expected a batch of at least one row"):
+        algo.update(clean[..., :0])
+    after = trained_parameters(algo)
+    refused_trained = not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert not refused_trained, "a refused batch changed the parameters"
+    algo.update(clean)  # the clean batch still trains
+
+
+@pytest.mark.parametrize("name", [n for n in list_algorithms() if n != "ppo"])
+def test_large_finite_rewards_keep_parameters_and_optimiser_finite(name):
+    """Rewards at the documented bound (1e15) do not overflow a critic's squared loss or
+    Adam's squared gradients: parameters and optimiser state stay finite, and training on
+    ordinary rewards afterwards still moves the parameters."""
+    specs = SPECS["embedding"]
+    torch.manual_seed(0)
+    algo = build(name, specs, num_cells=16)  # the default kappa keeps several samples
+    algo.update(batch_for(algo, specs, [1e15, -1e15, 0.0, 3e14] * 3))
+    params = trained_parameters(algo)
+    assert all(torch.isfinite(p).all() for p in params)
+    state = [v for s in algo.optimizer.state.values() for v in s.values() if v.is_floating_point()]
+    assert state and all(torch.isfinite(v).all() for v in state)
+    before = [p.detach().clone() for p in params]
+    algo.update(batch_for(algo, specs, [0.2, 0.9, 0.5] * 4))
+    assert any(not torch.equal(a, p) for a, p in zip(before, params, strict=True))
+
+
+@pytest.mark.parametrize("name", list_algorithms())
+def test_a_nan_on_a_masked_row_trains_only_where_the_losses_select_it_away(name):
+    """The suite's weighted losses select masked rows away (a NaN there is harmless);
+    TorchRL's multiply by the mask (NaN * 0 = NaN), so their algorithms refuse it."""
+    specs = SPECS["item"]
+    algo = make_algorithm(name, specs)
+    batch = batch_for(algo, specs, [0.5] * 6)
+    if ("next", "reward") not in loss_inputs(algo):
+        return  # BC reads no reward
+    mask = torch.tensor([True, True, False, True, True, True])
+    batch["next", "reward"][..., 2, :] = math.nan
+    batch["collector", "mask"] = mask.expand(batch.shape)
+    if all(isinstance(loss, WeightedLogLikelihoodLoss) for loss in algo.loss_modules.values()):
+        algo.update(batch)
+        assert all(torch.isfinite(p).all() for p in trained_parameters(algo))
+    else:
+        with pytest.raises(ValueError, match=r"got 1 of 6 rows outside"):
+            algo.update(batch)
+    batch["collector", "mask"][..., 2] = True
+    with pytest.raises(ValueError, match=r"got 1 of 6 rows outside"):
+        algo.update(batch)
+
+
+def test_the_losses_refuse_bad_batches_called_directly():
+    from drpo_rl.objectives import DRPOLoss
+
+    loss = make_algorithm("drpo", ITEMS).loss_modules["policy"]
+    assert isinstance(loss, DRPOLoss)
+    batch = logs_batch(ITEMS, [0.1, math.inf, 0.3])
+    with pytest.raises(ValueError, match=r"^DRPOLoss: .*\('next', 'reward'\), got 1 of 3 rows"):
+        loss(batch)
+    with pytest.raises(ValueError, match="^DRPOLoss: expected a batch of at least one row"):
+        loss(batch[:0])
