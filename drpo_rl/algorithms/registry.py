@@ -302,8 +302,8 @@ def build(name: str, env_or_specs, **hparams) -> Algorithm:
         ...
         ValueError: unknown algorithm 'dqn'; valid names: adapt-bc, apg, asymre, awr, bc, ...
     """
+    resolved = resolve_options(name, env_or_specs, **hparams)
     specs = PolicySpecs.of(env_or_specs)
-    resolved = resolve_options(name, specs, **hparams)
     net = NetworkOptions(**{k: v for k, v in resolved.items() if k in _NETWORK})
     specific = {k: v for k, v in resolved.items() if k not in _COMMON and k not in _NETWORK}
     parts = ALGORITHMS[name].builder(specs, net, **ALGORITHMS[name].fixed, **specific)
