@@ -33,11 +33,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from drpo_rl.benchmark.pool import run_in_workers
+from drpo_rl.benchmark.pool import BACKENDS, run_in_workers, run_on_ray
 from drpo_rl.benchmark.presets import BenchmarkConfig
 from drpo_rl.benchmark.run import RunEnvs, checkpoint_settings, execute_run, open_logs
 from drpo_rl.benchmark.store import LOCK_FILE, ResultStore, RunKey
 from drpo_rl.console import quiet_torchrl
+from envs.common.checks import check_choice
 from envs.common.files import remove_temporaries
 from envs.common.locks import exclusive_lock
 
@@ -127,8 +128,13 @@ def run_benchmark(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     wait: bool = False,
+    backend: str = "processes",
+    address: str | None = None,
 ) -> BenchmarkReport:
     """Run (or resume) the benchmark ``config`` in ``out_dir`` with ``workers`` processes.
+
+    ``backend="ray"`` does each run as a Ray task instead (local Ray, or the cluster at
+    ``address``; ``workers`` is then Ray's business) with the same records.
 
     Only one benchmark writes a folder at a time: while another holds ``out_dir``'s lock,
     this raises :class:`~envs.common.locks.FolderBusyError` naming it, or, with ``wait``,
@@ -150,6 +156,7 @@ def run_benchmark(
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_choice("backend", backend, BACKENDS)
     out_dir = Path(out_dir)
     with exclusive_lock(
         out_dir / LOCK_FILE,
@@ -158,7 +165,15 @@ def run_benchmark(
         on_wait=lambda holder: echo(f"waiting for {holder} to finish with {out_dir}"),
         hint="wait for it to finish (--wait) or use another --out folder",
     ):
-        return _run_benchmark(config, out_dir, workers=workers, progress=progress, echo=echo)
+        return _run_benchmark(
+            config,
+            out_dir,
+            workers=workers,
+            progress=progress,
+            echo=echo,
+            backend=backend,
+            address=address,
+        )
 
 
 def _run_benchmark(
@@ -168,6 +183,8 @@ def _run_benchmark(
     workers: int,
     progress: bool,
     echo: Callable[[str], None],
+    backend: str = "processes",
+    address: str | None = None,
 ) -> BenchmarkReport:
     start = time.perf_counter()
     store = ResultStore(out_dir)
@@ -208,7 +225,10 @@ def _run_benchmark(
                 bar.set_postfix_str(str(key))
                 bar.update()
 
-            if workers == 1 or len(todo) <= 1:
+            if backend == "ray":
+                task = functools.partial(_execute_in_worker, config, store.root)
+                run_on_ray(task, todo, finished, address=address, initializer=_init_worker)
+            elif workers == 1 or len(todo) <= 1:
                 envs = RunEnvs(config)
                 for key in todo:
                     execute_run(config, store.root, key, envs)

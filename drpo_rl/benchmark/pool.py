@@ -1,9 +1,14 @@
 """Worker processes for the benchmark's runs, and clean interruption by SIGINT or SIGTERM.
 
-:func:`run_in_workers` does independent tasks in spawned processes and stops them all on
-an error or an interruption; :func:`signals_interrupt` turns SIGTERM (like Ctrl-C) into a
-``KeyboardInterrupt``, so that ``drpo-rl bench`` goes through the same clean-up whichever
-signal stops it. Nothing here knows what a task does.
+A *task* is a picklable callable ``task(item) -> None`` (a module-level function or a
+``functools.partial`` of one) that does one item (a grid cell) and keeps its result
+itself (the benchmark writes a run record); the backends only run tasks and say when each
+item is done. :func:`run_in_workers` does them in spawned processes of this machine (the
+default) and :func:`run_on_ray` as Ray tasks (``pip install drpo-rl[ray]``; a local Ray by
+default, a cluster with ``address``); both stop every task on an error or an interruption.
+:func:`signals_interrupt` turns SIGTERM (like Ctrl-C) into a ``KeyboardInterrupt``, so
+that ``drpo-rl bench`` goes through the same clean-up whichever signal stops it. Nothing
+here knows what a task does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
 from envs.common.processes import die_with_parent, stop_processes
+
+#: Where the benchmark's tasks run: this machine's process pool (the default), or Ray.
+BACKENDS = ("processes", "ray")
 
 # How long a terminated worker may take to exit before it is killed (SIGTERM's default
 # action is immediate; this only matters if something in the worker catches SIGTERM).
@@ -74,6 +82,52 @@ def run_in_workers(
             pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
+
+
+def run_on_ray(
+    task: Callable[[Hashable], None],
+    items: Sequence[Hashable],
+    finished: Callable[[Hashable], None],
+    *,
+    address: str | None = None,
+    initializer: Callable[[], None] | None = None,
+) -> None:
+    """Call ``task(item)`` for every item as one Ray task each; cancel them all on any error.
+
+    ``ray.init(address=address)`` unless Ray is already initialised: ``None`` starts a
+    local Ray on this machine, ``"auto"`` or ``"ray://HOST:10001"`` joins a cluster (its
+    nodes must see the same output folder). Each task takes one CPU and runs
+    ``initializer`` first; ``finished(item)`` is called here as each task ends, in the
+    order they end. An error in a task, or an interruption, cancels the others
+    (``ray.cancel(force=True)`` ends their worker processes) and is raised here.
+    """
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError(
+            "the Ray backend needs Ray: pip install 'drpo-rl[ray]' (or use the default "
+            "process pool)"
+        ) from err
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+    pending = {remote.remote(task, item, initializer): item for item in items}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ray.get(done[0])
+            finished(pending.pop(done[0]))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+
+
+def _ray_task(task: Callable[[Hashable], None], item: Hashable, initializer) -> None:
+    # A Ray worker serves many tasks; the initializer is cheap and idempotent.
+    if initializer is not None:
+        initializer()
+    task(item)
 
 
 @contextlib.contextmanager

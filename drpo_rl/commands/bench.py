@@ -83,6 +83,18 @@ def add_bench_command(subparsers) -> None:
         "per core but one, at most 8)",
     )
     parser.add_argument(
+        "--backend",
+        choices=("processes", "ray"),
+        default="processes",
+        help="where the runs go: this machine's worker processes (default) or Ray tasks "
+        "(pip install 'drpo-rl[ray]')",
+    )
+    parser.add_argument(
+        "--address",
+        help="with --backend ray: the cluster to join ('auto', 'ray://HOST:10001'); "
+        "default: a local Ray",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="if another benchmark is writing --out, wait for it to finish (default: stop, "
@@ -176,6 +188,8 @@ def _bench(args: argparse.Namespace) -> int:
         env=spec.name,
         env_overrides={**PRESETS[preset].env_overrides, **spec.overrides} or None,
     )
+    if args.address is not None and args.backend != "ray":
+        raise ValueError("--address: only with --backend ray")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers: expected an integer >= 1, got {args.workers}")
     out = args.out or Path("bench-results") / (args.sweep or preset)
@@ -195,6 +209,8 @@ def _bench(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         echo=console.print,
         wait=args.wait,
+        backend=args.backend,
+        address=args.address,
     )
     write_report(report, console=console, plots=not args.no_plots)
     return 0

@@ -163,6 +163,31 @@ class OnlineMetrics:
             if self.unit_embeddings is not None:
                 self._update_diversity(items, mask)
 
+    def merge(self, other: OnlineMetrics) -> None:
+        """Add the users ``other`` accumulated (same catalogue, price and horizon), as if its
+        chunks had been folded here after these; merging accumulators in a fixed order
+        gives the same numbers wherever each was filled."""
+        if (other.num_items, other.price, other.multi_step) != (
+            self.num_items,
+            self.price,
+            self.multi_step,
+        ):
+            raise ValueError(
+                "merge: expected metrics of the same catalogue size, price and horizon, got "
+                f"{(other.num_items, other.price, other.multi_step)} and "
+                f"{(self.num_items, self.price, self.multi_step)}"
+            )
+        for name, value in other._sums.items():
+            self._add(name, value)
+        if other._seen is not None:
+            self._seen = other._seen.clone() if self._seen is None else self._seen | other._seen
+        if other._item_sum is not None:
+            total = other._item_sum
+            self._item_sum = total if self._item_sum is None else self._item_sum + total
+        self.num_users += other.num_users
+        self.has_latent &= other.has_latent
+        self.has_oracle &= other.has_oracle
+
     def _items(self, chunk: TensorDictBase) -> torch.Tensor | None:
         items = chunk.get(NEXT_ITEM, None)
         if items is None:

@@ -200,16 +200,68 @@ def evaluate(
         raise ValueError(
             f"env: expected a one-dimensional batch size [users], got {tuple(env.batch_size)}"
         )
-    steps = max_steps or _horizon(env) or 1
+    return rollout_metrics(
+        policy,
+        env,
+        num_users=num_users,
+        device=device,
+        seed=seed,
+        price=price,
+        max_steps=max_steps,
+        progress=progress,
+    ).result()
+
+
+def collector_options(env: EnvBase, policy, steps: int) -> dict[str, Any]:
+    """The keywords of the evaluation's collector besides sizes and device (one place for
+    them: :func:`evaluate` and the distributed evaluation's workers use the same)."""
+    return {
+        # Every chunk starts fresh users. An env whose sessions last exactly one step is
+        # already reset by the collector after that step, so resetting again would only
+        # waste one env reset per chunk.
+        "reset_at_each_iter": not (steps == 1 and _horizon(env) == 1),
+        "exploration_type": ExplorationType.DETERMINISTIC,
+        "track_traj_ids": False,
+        # Preallocated output buffers cost a fake rollout (policy and env) at construction,
+        # which a few-chunk evaluation would pay again each call; stacking steps is cheap.
+        "use_buffers": False,
+        # The policy is used as given: no transforms (e.g. InitTracker) appended to the env.
+        "auto_register_policy_transforms": False,
+        # A policy without parameters (an oracle, a heuristic) cannot be moved by the
+        # collector; it is trusted to act on the env's device.
+        "trust_policy": True if not _has_tensors(policy) else None,
+    }
+
+
+def evaluation_steps(env: EnvBase, max_steps: int | None) -> int:
+    """Steps rolled per user: ``max_steps``, else the env's session length, else 1."""
+    return max_steps or _horizon(env) or 1
+
+
+def empty_metrics(env: EnvBase, steps: int, price: float) -> OnlineMetrics:
+    """The accumulator of an evaluation of ``env`` (its catalogue, ``steps`` per user)."""
+    return OnlineMetrics(
+        num_items=_num_items(env), embeddings=_embeddings(env), price=price, multi_step=steps > 1
+    )
+
+
+def rollout_metrics(
+    policy,
+    env: EnvBase,
+    *,
+    num_users: int,
+    device: torch.device,
+    seed: int,
+    price: float,
+    max_steps: int | None,
+    progress: bool = False,
+) -> OnlineMetrics:
+    """:func:`evaluate` on a built env, returning the accumulator (to merge several)."""
+    steps = evaluation_steps(env, max_steps)
     chunk = int(env.batch_size[0])
     env.set_seed(seed)
 
-    metrics = OnlineMetrics(
-        num_items=_num_items(env),
-        embeddings=_embeddings(env),
-        price=price,
-        multi_step=steps > 1,
-    )
+    metrics = empty_metrics(env, steps, price)
     num_chunks = math.ceil(num_users / chunk)
     collector = Collector(
         env,
@@ -217,20 +269,7 @@ def evaluate(
         frames_per_batch=chunk * steps,
         total_frames=chunk * steps * num_chunks,
         device=device,
-        # Every chunk starts fresh users. An env whose sessions last exactly one step is
-        # already reset by the collector after that step, so resetting again would only
-        # waste one env reset per chunk.
-        reset_at_each_iter=not (steps == 1 and _horizon(env) == 1),
-        exploration_type=ExplorationType.DETERMINISTIC,
-        track_traj_ids=False,
-        # Preallocated output buffers cost a fake rollout (policy and env) at construction,
-        # which a few-chunk evaluation would pay again each call; stacking steps is cheap.
-        use_buffers=False,
-        # The policy is used as given: no transforms (e.g. InitTracker) appended to the env.
-        auto_register_policy_transforms=False,
-        # A policy without parameters (an oracle, a heuristic) cannot be moved by the
-        # collector; it is trusted to act on the env's device.
-        trust_policy=True if not _has_tensors(policy) else None,
+        **collector_options(env, policy, steps),
     )
     remaining = num_users
     own_env = _bound_to(policy, env)
@@ -247,4 +286,4 @@ def evaluate(
         collector.shutdown(close_env=False)
         if own_env is not None:
             policy.bind(own_env)
-    return metrics.result()
+    return metrics

@@ -16,13 +16,16 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 
+from drpo_rl.distributed.collectives import active_group_size, gather_rows, mean_over_ranks
 from drpo_rl.objectives.dro import top_fraction_mask
 from drpo_rl.objectives.weighted import WeightedLogLikelihoodLoss, valid_mean, valid_std
 from envs.common.checks import check_choice, check_number
 
-__all__ = ["DRPOLoss"]
+__all__ = ["FILTER_SCOPES", "DRPOLoss"]
 
 _WEIGHTINGS = ("drpo", "exp", "uniform")
+#: The batches the top fraction may be taken of under data-parallel training.
+FILTER_SCOPES = ("rank", "global")
 
 
 def _weightless_group_fraction(
@@ -102,6 +105,17 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
     for that batch; the output ``weightless_groups`` reports the fraction of groups in that
     state (``ess`` is 0 when it is every group), so it is never silent.
 
+    Data-parallel training (docs/method.md, "The filter on several processes"): under
+    ``torch.distributed`` (DDP, one batch per rank) ``filter_scope`` says which batch the
+    top fraction is taken of. ``"rank"`` (the default): each rank filters its own batch,
+    and :meth:`update` averages the two spreads over the ranks, so kappa stays the same on
+    every rank. ``"global"``: the scores (with groups and validity) of all ranks are
+    all-gathered, the filter and every statistic are computed on the concatenated batch,
+    and each rank keeps its own rows' weights, rescaled so that DDP's gradient average is
+    exactly the gradient one process gets on the concatenated batch (every output but
+    ``loss_objective`` and ``ess`` is then that process's too). Every rank must pass the
+    same batch size. With one process (no process group) both scopes are the plain filter.
+
     Validity masks (``("collector", "mask")``, ``"shifted_valid"``; see
     :class:`~drpo_rl.objectives.weighted.WeightedLogLikelihoodLoss`): ``N``, ``n_g``, the
     threshold, the normalisation, the spreads and every output count valid rows only.
@@ -124,6 +138,10 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
             output at ``tensor_keys.state_action_value`` (``Q(s, a)``, detached), e.g. a
             critic trained with TorchRL's ``IQLLoss``.
         reduction (str): ``"none"`` | ``"mean"`` | ``"sum"``. Default ``"mean"``.
+        filter_scope (str): ``"rank"`` | ``"global"``: the batch filtered under
+            data-parallel training (see above). Default ``"rank"``.
+        process_group (ProcessGroup, optional): the ranks that share the filter and kappa;
+            default: the whole ``torch.distributed`` world, when one is initialised.
 
     Outputs: ``loss_objective``, ``ess`` (Kish effective sample size of the weights),
     ``kappa``, ``threshold``, ``kept_fraction`` (``K / N``), ``kept_score_std`` and
@@ -204,6 +222,8 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
         eps: float = 1e-8,
         critic_network: TensorDictModule | None = None,
         reduction: Literal["none", "mean", "sum"] | None = None,
+        filter_scope: Literal["rank", "global"] = "rank",
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         if not 0.0 < kappa_min <= kappa_max <= 1.0:
             raise ValueError(
@@ -212,6 +232,7 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
             )
         check_number("kappa", kappa, minimum=kappa_min, maximum=kappa_max)
         check_choice("weighting", weighting, _WEIGHTINGS)
+        check_choice("filter_scope", filter_scope, FILTER_SCOPES)
         check_number("beta", beta, minimum=0, strict=True)
         check_number("weight_cap", weight_cap, minimum=0, strict=True)
         check_number("eps", eps, minimum=0)
@@ -232,6 +253,8 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
         self.beta = beta
         self.log_weight_cap = math.log(weight_cap)
         self.eps = eps
+        self.filter_scope = filter_scope
+        self.process_group = process_group
 
     def _extra_in_keys(self) -> list[NestedKey]:
         return [] if self.tensor_keys.group is None else [self.tensor_keys.group]
@@ -240,6 +263,33 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
         groups = None
         if self.tensor_keys.group is not None:
             groups = self._read_per_sample(tensordict, self.tensor_keys.group, score.numel())
+        world = active_group_size(self.process_group)
+        if self.filter_scope == "rank" or world == 1:
+            return self._filter(score, valid, groups)
+        return self._global_weights(score, valid, groups, world)
+
+    def _global_weights(self, score, valid, groups, world: int):
+        """This rank's weights from the filter of the batch of all ranks (global scope)."""
+        columns = [score]
+        if valid is not None:
+            columns.append(valid)
+        if groups is not None:
+            columns.append(groups)
+        gathered, mine = gather_rows(columns, self.process_group)
+        all_valid = gathered[1] if valid is not None else None
+        all_groups = gathered[-1] if groups is not None else None
+        weights, metrics = self._filter(gathered[0], all_valid, all_groups)
+        # DDP averages the ranks' gradients. A "mean" reduction divides by the rank's own
+        # valid rows: scaling by world * n_rank / n_all makes the average the one process's
+        # mean (1 without masks, the ranks' batches being equal); a "sum" needs world.
+        scale = float(world)
+        if self.reduction == "mean" and valid is not None:
+            scale = world * valid.sum() / all_valid.sum().clamp_min(1)
+        elif self.reduction == "mean":
+            scale = 1.0
+        return weights[mine] * scale, metrics
+
+    def _filter(self, score: torch.Tensor, valid: torch.Tensor | None, groups):
         kept, threshold = top_fraction_mask(score, self.kappa, groups, valid)
         kept_f = kept.to(score.dtype)
         # clamp_min: no row is kept only when no row is valid.
@@ -274,10 +324,16 @@ class DRPOLoss(WeightedLogLikelihoodLoss):
         kappa"); call it once per training step, after the optimiser step.
 
         Reads ``stats["kept_score_std"]`` and ``stats["batch_score_std"]``, updates the
-        ``kappa`` buffer in place; does nothing when ``adaptive=False``.
+        ``kappa`` buffer in place; does nothing when ``adaptive=False``. Under data-parallel
+        training with ``filter_scope="rank"`` the spreads are first averaged over the ranks
+        (one all-reduce), so every rank takes the same step.
         """
         if not self.adaptive:
             return
+        if self.filter_scope == "rank" and active_group_size(self.process_group) > 1:
+            # Each rank saw its own spreads: their means keep kappa equal on every rank.
+            keys = ("kept_score_std", "batch_score_std")
+            stats = mean_over_ranks({key: stats[key] for key in keys}, self.process_group)
         with torch.no_grad():
             narrow = stats["kept_score_std"] < self.adapt_lambda * stats["batch_score_std"]
             step = torch.where(narrow, self.adapt_up, self.adapt_down)
