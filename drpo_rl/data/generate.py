@@ -313,7 +313,7 @@ def _derived_seeds(seed: int) -> tuple[int, int]:
 def _check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[str, Any]) -> None:
     differences = []
     for field in _IDENTITY_FIELDS:
-        differences += settings_differences(stored.get(field), request[field], f"{field}.")
+        differences += settings_differences(stored.get(field), request.get(field), f"{field}.")
     if differences:
         raise ValueError(
             f"logs at {path} were generated with other settings; delete the folder or choose "
