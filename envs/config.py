@@ -73,11 +73,21 @@ class SessionDynamics:
     patience: float
     history_length: int
     observe_step: bool
+    #: Patience lost per unit of fatigue of the shown item's cluster (boredom).
+    boredom: float = 0.0
+    #: Whether reaching `max_length` truncates the episode (sessions: the cap is a limit
+    #: of the log, not the user leaving) rather than terminating it (the one-step bandit).
+    cap_truncates: bool = False
 
     @property
     def static_users(self) -> bool:
         """Whether the users' latent state can never change within an episode."""
-        return self.drift_rate == 0.0 and self.fatigue_strength == 0.0
+        return self.drift_rate == 0.0 and not self.tracks_fatigue
+
+    @property
+    def tracks_fatigue(self) -> bool:
+        """Whether the users keep a fatigue level per cluster (it damps rewards or bores)."""
+        return self.fatigue_strength != 0.0 or self.boredom != 0.0
 
 
 @dataclass(frozen=True)
@@ -203,9 +213,14 @@ class UserSessionConfig(RecSimConfig):
     - `fatigue_strength`, `fatigue_decay`: each user keeps a fatigue level per cluster,
       f <- fatigue_decay * f + onehot(cluster of the shown item); an item's latent reward
       is multiplied by exp(-fatigue_strength * f[its cluster]).
-    - `patience`: starting patience; each step costs (1 - r), and the user leaves when it
-      reaches 0 (a fully satisfying item costs nothing).
+    - `patience`: starting patience; each step costs (1 - r) + boredom * f[c] (f[c]: the
+      fatigue of the shown item's cluster before it is shown), and the user leaves when it
+      reaches 0 (a fully satisfying item of a fresh cluster costs nothing).
+    - `boredom`: patience lost per unit of cluster fatigue: repeating a cluster bores the
+      user into leaving even while its items still please (0: no boredom).
     - `history_length`: how many recent items the observation shows.
+
+    Leaving (patience spent) terminates the session; reaching `max_length` truncates it.
     - `action_type` defaults to "item" here.
 
     Example:
@@ -225,6 +240,7 @@ class UserSessionConfig(RecSimConfig):
     fatigue_decay: float = 0.8
     patience: float = 5.0
     history_length: int = 5
+    boredom: float = 0.0
 
     def _validate(self) -> None:
         super()._validate()
@@ -234,6 +250,7 @@ class UserSessionConfig(RecSimConfig):
         )
         check_number(_field("drift_rate"), self.drift_rate, minimum=0, maximum=1)
         check_number(_field("fatigue_strength"), self.fatigue_strength, minimum=0)
+        check_number(_field("boredom"), self.boredom, minimum=0)
         if not (is_real(self.fatigue_decay) and 0 <= self.fatigue_decay < 1):
             fail(_field("fatigue_decay"), "a number in [0, 1)", self.fatigue_decay)
         if not (is_real(self.patience) and self.patience > 0):
@@ -248,4 +265,6 @@ class UserSessionConfig(RecSimConfig):
             patience=float(self.patience),
             history_length=self.history_length,
             observe_step=True,
+            boredom=float(self.boredom),
+            cap_truncates=True,
         )

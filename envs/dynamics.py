@@ -207,7 +207,7 @@ def new_users(
     state["step"] = torch.zeros(num_users, dtype=torch.int64, device=device)
     if dynamics.patience != float("inf"):
         state["patience"] = torch.full((num_users,), dynamics.patience, device=device)
-    if dynamics.fatigue_strength != 0.0:
+    if dynamics.tracks_fatigue:
         state["fatigue"] = torch.zeros(num_users, catalogue.num_clusters, device=device)
     if k > 0:
         state["history_items"] = torch.full((num_users, k), -1, dtype=torch.int64, device=device)
@@ -262,23 +262,31 @@ def consume(
     state: State,
     item: torch.Tensor,
     generator: torch.Generator,
-) -> tuple[State, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Show `item` [B] to every user: (next state, observed reward, latent reward, leaves).
+) -> tuple[State, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Show `item` [B] to every user: (next state, observed reward, latent reward,
+    terminated, truncated), the last two bool [B].
 
     Order of the rules: the reward is drawn from the current state; then the preference
-    drifts toward the item (weighted by the observed reward), the item's cluster gains
-    fatigue, patience drops by (1 - reward), and the user leaves once patience is spent or
-    `max_length` items were shown. Returns new tensors; `state` is not modified.
+    drifts toward the item (weighted by the observed reward), patience drops by
+    (1 - reward) + boredom * (fatigue of the item's cluster), the cluster gains fatigue,
+    and the episode ends: terminated when the user leaves (patience spent), truncated
+    when `max_length` items were shown and the user stayed (`cap_truncates`; the bandit's
+    single step terminates instead). Returns new tensors; `state` is not modified.
     """
     latent = latent_rewards(catalogue, config, dynamics, state, item)
     reward = observe_reward(latent, config.reward_noise, generator)
     step = state["step"] + 1
     next_state = dict(state, step=step)
-    leaves = step >= dynamics.max_length
+    capped = step >= dynamics.max_length
+    left = torch.zeros_like(capped)
     if "patience" in state:
-        patience = state["patience"] - (1.0 - reward)
+        cost = 1.0 - reward
+        if dynamics.boredom != 0.0:
+            level = state["fatigue"].gather(-1, rows(catalogue.cluster, item).unsqueeze(-1))
+            cost = cost + dynamics.boredom * level[:, 0]
+        patience = state["patience"] - cost
         next_state["patience"] = patience
-        leaves = leaves | (patience <= 0)
+        left = patience <= 0
     if dynamics.history_length > 0:
         next_state["history_items"] = torch.cat(
             [item.unsqueeze(-1), state["history_items"][:, :-1]], dim=-1
@@ -295,4 +303,6 @@ def consume(
             rows(catalogue.cluster, item), catalogue.num_clusters
         )
         next_state["fatigue"] = dynamics.fatigue_decay * state["fatigue"] + clusters
-    return next_state, reward, latent, leaves
+    if dynamics.cap_truncates:
+        return next_state, reward, latent, left, capped & ~left
+    return next_state, reward, latent, left | capped, torch.zeros_like(capped)

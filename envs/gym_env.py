@@ -89,8 +89,8 @@ class SimulatedUsersGymEnv(gym.Env):
     ## Episode End
 
     The episode terminates when the user leaves (always after one step for the bandits;
-    patience run out or `max_length` reached for sessions). Nothing truncates; stepping
-    after the end without `reset()` raises `gymnasium.error.ResetNeeded`.
+    patience run out for sessions) and is truncated when a session reaches `max_length`
+    items; stepping after the end without `reset()` raises `gymnasium.error.ResetNeeded`.
 
     ## Arguments
 
@@ -169,11 +169,13 @@ class SimulatedUsersGymEnv(gym.Env):
             raise gym.error.ResetNeeded(
                 "call reset() before step()"
                 if not self._started
-                else "the episode has ended (terminated): call reset() before step()"
+                else "the episode has ended: call reset() before step()"
             )
         item = self.core.action_kind.decode_numpy(action, (), self.core)
-        reward, latent, leaves = self.core._show(item)
-        shown, reward, self._ended = item.item(), reward.item(), leaves.item()
+        reward, latent, left, capped = self.core._show(item)
+        shown, reward = item.item(), reward.item()
+        terminated, truncated = left.item(), capped.item()
+        self._ended = terminated or truncated
         self._steps += 1
         self._return += reward
         self._last = (shown, reward)
@@ -183,10 +185,8 @@ class SimulatedUsersGymEnv(gym.Env):
         if self._latent_in_info:
             info["latent_reward"] = np.float32(latent.item())
         info |= privileged_info(self.core, 0)
-        # The session length limit is part of the user's (observed) dynamics, so reaching
-        # it terminates the episode; nothing truncates inside the env.
         obs = self.core._observation()[0].numpy()
-        return obs, reward, self._ended, False, info
+        return obs, reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | str | None:
         """The session so far: an RGB frame (uint8 [H, W, 3]) for "rgb_array", one line of

@@ -125,52 +125,53 @@ class SimulatedUsersVectorEnv(VectorEnv):
                 "ended; reset them with reset(options={'reset_mask': mask}) before step()"
             )
         item = self.core.action_kind.decode_numpy(actions, (self.num_envs,), self.core)
-        reward, latent, leaves = self.core._show(item)
+        reward, latent, left, capped = self.core._show(item)
         step_info = {"item": _numpy(item)}
         if self._latent_in_info:
             step_info["latent_reward"] = _numpy(latent)
-        reward, terminated = _numpy(reward), _numpy(leaves)
+        reward, terminated, truncated = _numpy(reward), _numpy(left), _numpy(capped)
         if mode is AutoresetMode.NEXT_STEP:
-            return self._step_next(reward, terminated, step_info)
+            return self._step_next(reward, terminated, truncated, step_info)
         if mode is AutoresetMode.SAME_STEP:
-            return self._step_same(reward, terminated, leaves, step_info)
-        self._ended = terminated
-        self._any_ended = bool(terminated.any())
+            return self._step_same(reward, terminated, truncated, left | capped, step_info)
+        self._ended = terminated | truncated
+        self._any_ended = bool(self._ended.any())
         info = self._masked(step_info | privileged_info(self.core, slice(None)))
-        return _numpy(self.core._observation()), reward, terminated, _false(terminated), info
+        return _numpy(self.core._observation()), reward, terminated, truncated, info
 
-    def _step_next(self, reward, terminated, step_info):
+    def _step_next(self, reward, terminated, truncated, step_info):
         # The users who ended at the last step were shown an item too (the batch moves as
         # one); they now start anew instead, with the reset's outputs.
         started = self._ended
         if self._any_ended:
             self.core._arrive(torch.as_tensor(started, device=self.core.device))
             reward = np.where(started, 0.0, reward).astype(reward.dtype)
-            terminated = terminated & ~started
-        self._ended = terminated
-        self._any_ended = bool(terminated.any())
+            terminated, truncated = terminated & ~started, truncated & ~started
+        self._ended = terminated | truncated
+        self._any_ended = bool(self._ended.any())
         info = self._masked(_merged(step_info, self._reset_entries(), started))
         info |= self._masked(privileged_info(self.core, slice(None)))
-        return _numpy(self.core._observation()), reward, terminated, _false(terminated), info
+        return _numpy(self.core._observation()), reward, terminated, truncated, info
 
-    def _step_same(self, reward, terminated, leaves, step_info):
+    def _step_same(self, reward, terminated, truncated, leaves, step_info):
         obs = _numpy(self.core._observation())
         info: dict[str, Any] = {}
-        if terminated.any():
+        ended = terminated | truncated
+        if ended.any():
             # Resetting only when someone is done keeps the random stream that of
             # TorchRL's `step_and_maybe_reset` on the same core.
             final_info = step_info | privileged_info(self.core, slice(None))
             info = {
                 "final_obs": obs,
-                "_final_obs": terminated,
-                "final_info": self._masked(final_info, terminated),
-                "_final_info": terminated,
+                "_final_obs": ended,
+                "final_info": self._masked(final_info, ended),
+                "_final_info": ended,
             }
             self.core._arrive(leaves)
             obs = _numpy(self.core._observation())
-        info |= self._masked(_merged(step_info, self._reset_entries(), terminated))
+        info |= self._masked(_merged(step_info, self._reset_entries(), ended))
         info |= self._masked(privileged_info(self.core, slice(None)))
-        return obs, reward, terminated, _false(terminated), info
+        return obs, reward, terminated, truncated, info
 
     def _reset_entries(self) -> dict[str, np.ndarray]:
         """The step's info entries of users who just started (no item shown yet)."""
@@ -212,7 +213,3 @@ def _checked_mode(mode: AutoresetMode | str) -> AutoresetMode:
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
-
-
-def _false(like: np.ndarray) -> np.ndarray:
-    return np.zeros_like(like)

@@ -242,16 +242,17 @@ class SimulatedUsersEnv(EnvBase):
             }
         self._users.oracle = None
 
-    def _show(self, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Show `item` [B] to the current users: (reward, latent reward, leaves), all [B]."""
+    def _show(self, item: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Show `item` [B] to the current users: (reward, latent reward, terminated,
+        truncated), all [B]."""
         if self._users.state is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
-        self._users.state, reward, latent, leaves = rules.consume(
+        self._users.state, reward, latent, terminated, truncated = rules.consume(
             self.catalogue, self.config, self.dynamics, self._users.state, item, self._generator
         )
         if not self.dynamics.static_users:
             self._users.oracle = None
-        return reward, latent, leaves
+        return reward, latent, terminated, truncated
 
     def _observation(self) -> torch.Tensor:
         return rules.observe(self.catalogue, self._users.state, self.dynamics)
@@ -276,17 +277,16 @@ class SimulatedUsersEnv(EnvBase):
         if self._users.state is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
         item = self.action_kind.decode(tensordict.get("action"), self)
-        reward, latent, leaves = self._show(item)
-        terminated = leaves.unsqueeze(-1)
+        reward, latent, terminated, truncated = self._show(item)
+        terminated, truncated = terminated.unsqueeze(-1), truncated.unsqueeze(-1)
         out = {
             "observation": self._observation(),
             "item": item,
             "reward": reward.unsqueeze(-1),
-            "done": terminated,
-            "terminated": terminated.clone(),
-            # The session length limit is part of the user's (observed) dynamics, so
-            # reaching it terminates the episode; nothing truncates inside the env.
-            "truncated": torch.zeros_like(terminated),
+            # Leaving terminates a session; its length cap truncates it (see consume).
+            "done": terminated | truncated,
+            "terminated": terminated,
+            "truncated": truncated,
         }
         if "latent_reward" in self.privileged:
             out["latent_reward"] = latent.unsqueeze(-1)

@@ -19,11 +19,13 @@ class UserSession(SimulatedUsersEnv):
     - fatigue: f[c] <- `fatigue_decay` f[c] + 1 for the shown item's cluster c; every item's
       latent reward is multiplied by exp(-`fatigue_strength` f[its cluster]), so repeating
       one cluster wears it out;
-    - patience: starts at `patience` and drops by (1 - r) each step.
+    - patience: starts at `patience` and drops by (1 - r) + `boredom` f[c] each step (f[c]
+      the fatigue of the shown item's cluster before it is shown: repeating a cluster
+      bores the user even while its items still please).
 
     With `max_length=1` and `drift_rate=0` it is `RecSimBandit` (same users and rewards
     under the same seed; the observation then has extra history/step columns, all zero at
-    reset).
+    reset), except that its one step is truncated (the length cap), not terminated.
 
     ## Action Space
 
@@ -59,9 +61,9 @@ class UserSession(SimulatedUsersEnv):
 
     ## Episode End
 
-    Termination when the user leaves: patience <= 0, or `max_length` items shown (the
-    step is observed, so the length limit is part of the dynamics, not a truncation).
-    "truncated" is always False.
+    Termination when the user leaves (patience <= 0); truncation when `max_length` items
+    were shown and the user is still there (the cap limits the session, it is not the
+    user's decision, so the value of the state after it is not zero). "done" is either.
 
     ## Arguments
 
@@ -77,6 +79,11 @@ class UserSession(SimulatedUsersEnv):
     | `fatigue_decay`    | float | 0.8     | per-step decay of fatigue, [0, 1)                 |
     | `patience`         | float | 5.0     | starting patience (math.inf: never leaves early)  |
     | `history_length`   | int   | 5       | K, recent items in the observation                |
+    | `boredom`          | float | 0.0     | patience lost per unit of cluster fatigue         |
+
+    With `boredom` > 0 the greedy one-step oracle (`env.oracle()`) can lose the session to
+    a policy that spreads its items over clusters: docs/method.md, "Sessions", describes
+    such a world, the session benchmark's (`drpo-rl bench --env UserSession`).
 
     ```python
     >>> import torch
@@ -89,9 +96,13 @@ class UserSession(SimulatedUsersEnv):
     >>> out = env.step(td)["next"]
     >>> out["observation"][:, -1].tolist()  # step / max_length
     [0.3333333432674408, 0.3333333432674408]
-    >>> rollout = env.rollout(10)  # stops when a user leaves
+    >>> rollout = env.rollout(10)  # stops when a session ends
     >>> rollout.shape[1] <= 3
     True
+    >>> capped = make_env("UserSession", seed=0, max_length=2, patience=float("inf"))
+    >>> last = capped.rollout(5)[0, -1]["next"]  # user 0, last step
+    >>> bool(last["done"]), bool(last["truncated"]), bool(last["terminated"])
+    (True, True, False)
 
     ```
 
@@ -102,7 +113,7 @@ class UserSession(SimulatedUsersEnv):
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version; with `boredom`, reaching `max_length` became a truncation.
     """
 
     config_class = UserSessionConfig

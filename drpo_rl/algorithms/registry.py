@@ -15,6 +15,7 @@ from typing import Any
 
 from drpo_rl.algorithms.algorithm import DEFAULT_BATCH_SIZE, DEFAULT_LR, Algorithm
 from drpo_rl.algorithms.networks import NetworkOptions
+from drpo_rl.algorithms.scores import SCORES, TD_SCORE_KEY
 from drpo_rl.algorithms.torchrl_baselines import (
     build_bc,
     build_bppo,
@@ -29,6 +30,7 @@ from drpo_rl.algorithms.weighted import (
     build_drpo,
     build_drpo_q,
 )
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
 from drpo_rl.models import PolicySpecs, SessionLayout
 from drpo_rl.objectives import APGLoss, AsymReLoss, AWRLoss, CRRLoss, DRPOLoss
 from envs.common.checks import check_choice, check_int, check_number
@@ -37,10 +39,12 @@ __all__ = [
     "ALGORITHMS",
     "Entry",
     "build",
+    "check_logged_keys",
     "list_algorithms",
     "offline_algorithms",
     "options",
     "resolve_options",
+    "session_defaults",
 ]
 
 
@@ -54,6 +58,8 @@ class Entry:
         loss_options: ``(loss class, exposed keywords or None for all)`` when the entry's
             hyper-parameters are keywords of a loss class (their defaults are read there).
         online: ``True`` when it trains on fresh rollouts (PPO), not on offline logs.
+        needs: logged keys it reads besides observation, action, reward and done (BPPO's
+            importance ratio reads the behaviour propensity).
         sequence: ``True`` when its actor may be the transformer (``policy="transformer"``,
             sized by the ``seq_*`` options): the entries whose only network is the actor.
 
@@ -68,6 +74,7 @@ class Entry:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     loss_options: tuple[type, tuple[str, ...] | None] | None = None
     online: bool = False
+    needs: tuple[str, ...] = ()
     sequence: bool = False
 
 
@@ -83,7 +90,7 @@ ALGORITHMS: dict[str, Entry] = {
     "awr": Entry(build_advantage, {"rule": "awr"}, (AWRLoss, None)),
     "crr": Entry(build_advantage, {"rule": "crr"}, (CRRLoss, None)),
     "asymre": Entry(build_advantage, {"rule": "asymre"}, (AsymReLoss, None)),
-    "bppo": Entry(build_bppo),
+    "bppo": Entry(build_bppo, needs=(BEHAVIOR_LOG_PROB_KEY,)),
     "iql": Entry(build_iql),
     "cql": Entry(build_cql),
     "ppo": Entry(build_ppo, online=True),
@@ -170,6 +177,46 @@ def options(name: str) -> dict:
         defaults = _keyword_defaults(loss_class.__init__)
         found.update({k: v for k, v in defaults.items() if exposed is None or k in exposed})
     return found
+
+
+def session_defaults(name: str) -> dict:
+    """The options ``name`` takes by default on session logs: filters and advantages rank
+    rows by their return-to-go, not by the immediate reward (docs/method.md, "Sessions").
+
+    Examples:
+        >>> session_defaults("drpo"), session_defaults("awr"), session_defaults("iql")
+        ({'score': 'return_to_go'}, {'score': 'return_to_go'}, {})
+    """
+    return {"score": "return_to_go"} if "score" in options(name) else {}
+
+
+def check_logged_keys(name: str, hparams: Mapping[str, Any], logged: set) -> None:
+    """``ValueError`` naming what ``name`` (with ``hparams``) reads that the logs lack
+    (``logged``: their keys), before anything is trained.
+
+    Examples:
+        >>> check_logged_keys("bppo", {}, {"observation", "action"})
+        Traceback (most recent call last):
+        ...
+        ValueError: bppo: needs the logged 'behavior_log_prob' (the behaviour policy's ...
+        >>> check_logged_keys("drpo", {"score": "return_to_go"}, {"observation"})
+        Traceback (most recent call last):
+        ...
+        ValueError: drpo: score='return_to_go' needs the logged 'return_to_go', which ...
+    """
+    entry = _entry(name)
+    for key in entry.needs:
+        if key not in logged:
+            raise ValueError(
+                f"{name}: needs the logged {key!r} (the behaviour policy's log-propensity of "
+                "each logged action), which these logs lack"
+            )
+    key = SCORES.get(hparams.get("score", "reward"))
+    if key is not None and key != TD_SCORE_KEY and key not in logged:
+        raise ValueError(
+            f"{name}: score={hparams['score']!r} needs the logged {key!r}, which these logs "
+            "lack (one-step logs store none: there it equals the reward, score='reward')"
+        )
 
 
 def _check_common(name: str, resolved: dict) -> None:

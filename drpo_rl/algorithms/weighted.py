@@ -11,6 +11,7 @@ from torchrl.objectives import SoftUpdate
 
 from drpo_rl.algorithms.algorithm import AlgorithmParts, loss_compute, scalar_terms
 from drpo_rl.algorithms.networks import NetworkOptions
+from drpo_rl.algorithms.scores import score_key, td_scored
 from drpo_rl.algorithms.torchrl_baselines import make_iql_loss
 from drpo_rl.algorithms.transitions import complete_terminal_transitions
 from drpo_rl.models import PolicySpecs
@@ -19,7 +20,7 @@ from drpo_rl.objectives.asymre import AsymReLoss
 from drpo_rl.objectives.awr import AWRLoss
 from drpo_rl.objectives.crr import CRRLoss
 from drpo_rl.objectives.drpo import DRPOLoss
-from envs.common.checks import check_choice
+from envs.common.checks import check_choice, check_number
 
 __all__ = [
     "ADVANTAGE_LOSSES",
@@ -43,13 +44,17 @@ def build_drpo(
     net: NetworkOptions,
     *,
     weighting: Literal["drpo", "exp", "uniform"],
+    score: Literal["reward", "return_to_go"] = "reward",
     **drpo_options,
 ) -> AlgorithmParts:
     """DRPO (``weighting="drpo"``), DRPO-Exp (``"exp"``) and AdaptBC (``"uniform"``);
+    the filter ranks rows by ``score`` (see :mod:`drpo_rl.algorithms.scores`);
     ``drpo_options`` (``kappa``, ``adaptive``, ``adapt_lambda``, ``kappa_min``, ``beta``,
     ``weight_cap``) go to :class:`~drpo_rl.objectives.drpo.DRPOLoss`."""
+    key = score_key(score, allowed=("reward", "return_to_go"))
     actor = net.actor(specs)
     loss = DRPOLoss(actor, weighting=weighting, **drpo_options)
+    loss.set_keys(score=key)
     return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss), state_updates=(loss.update,))
 
 
@@ -59,17 +64,38 @@ def build_advantage(
     *,
     rule: Literal["apg", "awr", "crr", "asymre"],
     baseline: Literal["value", "mean"] = "value",
+    score: Literal["reward", "return_to_go", "td"] = "reward",
+    gamma: float = 0.9,
     **rule_kwargs,
 ) -> AlgorithmParts:
     """APG, AWR, CRR, AsymRe: the loss ``ADVANTAGE_LOSSES[rule]`` with a learned ``V(s)`` baseline
-    (``baseline="value"``) or the batch mean (``"mean"``); ``rule_kwargs`` (``beta``,
-    ``form``, ``max_weight``, ``negative_scale``) go to the loss."""
+    (``baseline="value"``) or the batch mean (``"mean"``), on the advantage ``score - b(s)``
+    (``score``: see :mod:`drpo_rl.algorithms.scores`; ``"td"`` needs the learned ``V`` and
+    discounts by ``gamma``); ``rule_kwargs`` (``beta``, ``form``, ``max_weight``,
+    ``negative_scale``) go to the loss."""
     check_choice("baseline", baseline, ("value", "mean"))
+    key = score_key(score)
+    if score == "td" and baseline != "value":
+        raise ValueError('score: "td" bootstraps on the learned V(s); it needs baseline="value"')
+    check_number("gamma", gamma, minimum=0, maximum=1)
     actor = net.actor(specs)
     value = net.value(specs) if baseline == "value" else None
     loss = ADVANTAGE_LOSSES[rule](actor, value, **rule_kwargs)
+    loss.set_keys(score=key)
+    compute = loss_compute(loss)
+    if score == "td":
+
+        def state_value(td: TensorDictBase) -> torch.Tensor:
+            with loss.value_network_params.to_module(loss.value_network):
+                return loss.value_network(td.select(*value.in_keys).copy())["state_value"]
+
+        scored, plain = td_scored(state_value, gamma), compute
+
+        def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+            return plain(scored(complete_terminal_transitions(batch)))
+
     # Their rules keep no state; the call keeps every weighted loss's step alike.
-    return AlgorithmParts(actor, {"policy": loss}, loss_compute(loss), state_updates=(loss.update,))
+    return AlgorithmParts(actor, {"policy": loss}, compute, state_updates=(loss.update,))
 
 
 def build_drpo_q(

@@ -11,7 +11,7 @@ and plots.
 Example:
     >>> from drpo_rl.benchmark import PRESETS, make_config
     >>> sorted(PRESETS)
-    ['default', 'paper', 'tiny']
+    ['default', 'paper', 'sessions', 'tiny']
     >>> make_config("tiny", algorithms=["nope"])
     Traceback (most recent call last):
     ...

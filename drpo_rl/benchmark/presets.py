@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drpo_rl.benchmark.references import BC_EXPERT, REFERENCES, trained_algorithm
+from drpo_rl.benchmark.references import (
+    BC_EXPERT,
+    ONE_STEP_REFERENCES,
+    PLANNER,
+    REFERENCES,
+    trained_algorithm,
+)
 
 # The paper's algorithm set (section 5), in the order its tables list them.
 PAPER_ALGORITHMS = (
@@ -95,7 +101,7 @@ class BenchmarkConfig:
     env_overrides: Mapping[str, Any] = field(default_factory=dict)
     scenarios: tuple[str, ...] = MAIN_SCENARIOS
     algorithms: tuple[str, ...] = PAPER_ALGORITHMS
-    references: tuple[str, ...] = REFERENCES
+    references: tuple[str, ...] = ONE_STEP_REFERENCES
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 200
     batch_size: int = 320
@@ -148,6 +154,30 @@ class BenchmarkConfig:
         except ValueError as error:
             raise ValueError(f"env {self.env!r}: {error}") from error
 
+    @property
+    def sessions(self) -> bool:
+        """Whether the env has multi-step sessions (``[time, env]`` logs with a return-to-go)."""
+        return self.env_spec.config.dynamics().max_length > 1
+
+    @property
+    def _item_actions(self) -> bool:
+        return self.env_spec.config.action_type == "item"
+
+    def algorithm_hparams(self, row: str) -> dict[str, Any]:
+        """The options the run ``row`` trains with: on session logs the registry's session
+        defaults (return-to-go scores), then this config's ``hparams[row]``.
+
+        Example:
+            >>> make_config("tiny").algorithm_hparams("drpo")
+            {}
+            >>> make_config("tiny", env="UserSession").algorithm_hparams("drpo")
+            {'score': 'return_to_go'}
+        """
+        from drpo_rl.algorithms.registry import session_defaults
+
+        defaults = session_defaults(trained_algorithm(row)) if self.sessions else {}
+        return {**defaults, **self.hparams.get(row, {})}
+
     def validate(self) -> None:
         """Check every name against its registry and the device; raises ``ValueError``.
 
@@ -169,13 +199,19 @@ class BenchmarkConfig:
             raise ValueError(
                 f"unknown reference row(s) {bad_refs}; valid references: {', '.join(REFERENCES)}"
             )
+        if PLANNER in self.references and not (self.sessions and self._item_actions):
+            raise ValueError(
+                f"reference {PLANNER!r}: plans sessions of item ids; env {self.env!r} (with "
+                f"{dict(self.env_overrides)}) has one-step episodes or embedding actions"
+            )
         stray = [a for a in self.hparams if a not in self.algorithms and a != BC_EXPERT]
         if stray:
             raise ValueError(
                 f"hparams given for algorithm(s) {stray} that are not in this run's "
                 f"algorithms {list(self.algorithms)}"
             )
-        from drpo_rl.algorithms.registry import resolve_options
+        from drpo_rl.algorithms.registry import check_logged_keys, resolve_options
+        from drpo_rl.data.generate import logged_keys
 
         for row, row_hparams in self.hparams.items():
             # The transformer policy is checked against the env's observation too.
@@ -184,6 +220,9 @@ class BenchmarkConfig:
                 resolve_options(trained_algorithm(row), env, **row_hparams)
             except ValueError as error:
                 raise ValueError(f"hparams of {row!r}: {error}") from error
+        logged = logged_keys(self.sessions)
+        for row in (*self.algorithms, *([BC_EXPERT] if BC_EXPERT in self.references else ())):
+            check_logged_keys(trained_algorithm(row), self.algorithm_hparams(row), logged)
         from envs.devices import check_device  # imports torch: only once a run is configured
 
         check_device(self.device)
@@ -214,6 +253,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: `UserSession` overrides of a world where myopia loses, the session benchmark's world:
+#: fatigue damps rewards only mildly, but repeating a cluster bores the user (boredom 0.4
+#: per unit of fatigue against a patience of 3), and the clusters are wide enough apart in
+#: reward (delta 1) that another cluster's items still please. The greedy one-step oracle
+#: keeps to the user's favourite cluster and loses about a third of the session return
+#: to a policy that spreads its items over clusters (docs/method.md, "Sessions").
+MYOPIA_WORLD: dict[str, float | int] = {
+    "max_length": 20,
+    "patience": 3.0,
+    "boredom": 0.4,
+    "fatigue_strength": 0.1,
+    "fatigue_decay": 0.8,
+    "drift_rate": 0.1,
+    "delta": 1.0,
+}
+
 # Sized so that the default run (2 scenarios x 10 algorithms x 3 seeds + references)
 # finishes within 5 minutes on two CPU cores; see the README for the measured time.
 PRESETS: dict[str, BenchmarkConfig] = {
@@ -231,6 +286,21 @@ PRESETS: dict[str, BenchmarkConfig] = {
         eval_users=100_000,
         curve_points=10,
         curve_users=10_000,
+    ),
+    # The session benchmark (drpo-rl bench --env UserSession): the myopia world, the
+    # paper's algorithm set, the planner as the session reference; sized to finish within
+    # 5 minutes on two CPU cores (see the README for the measured time).
+    "sessions": BenchmarkConfig(
+        preset="sessions",
+        env="UserSession",
+        env_overrides=MYOPIA_WORLD,
+        references=REFERENCES,
+        seeds=(0, 1),
+        steps=250,
+        log_samples=20_480,
+        eval_users=1_500,
+        curve_points=2,
+        curve_users=400,
     ),
     # Seconds, for smoke tests of the pipeline itself.
     "tiny": BenchmarkConfig(

@@ -1,6 +1,10 @@
 """Reference rows beside the learners: the oracle, the logging policy and the expert rows.
 
-- ``oracle``: the best item for every user (:class:`~drpo_rl.evaluation.OraclePolicy`).
+- ``oracle``: the best item for every user (:class:`~drpo_rl.evaluation.OraclePolicy`),
+  the greedy one-step reference.
+- ``planner``: for sessions, the patience-aware planner
+  (:class:`~drpo_rl.evaluation.PatiencePlanner`), the session reference that the
+  learners' session regret is measured against.
 - ``behaviour``: the scenario's logging policy (the behaviour mixture that wrote the logs),
   evaluated online on the same simulated users as every learner.
 - ``bc-expert``: BC trained on the logged rows of the expert agent alone, the training set
@@ -15,11 +19,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported on use: the command line reads the names below
     from tensordict import TensorDictBase
 
-ORACLE, BEHAVIOUR, BC_EXPERT = "oracle", "behaviour", "bc-expert"
+ORACLE, PLANNER, BEHAVIOUR, BC_EXPERT = "oracle", "planner", "behaviour", "bc-expert"
 # The reference rows, in the order the grid runs and the tables list them.
-REFERENCES = (ORACLE, BEHAVIOUR, BC_EXPERT)
+REFERENCES = (ORACLE, PLANNER, BEHAVIOUR, BC_EXPERT)
+# Those of one-step worlds (the planner is a session reference).
+ONE_STEP_REFERENCES = (ORACLE, BEHAVIOUR, BC_EXPERT)
 # Reference rows without training: their policy is evaluated as it is.
-UNTRAINED = (ORACLE, BEHAVIOUR)
+UNTRAINED = (ORACLE, PLANNER, BEHAVIOUR)
 # What the bc-expert row trains: the registry's BC.
 BC_EXPERT_ALGORITHM = "bc"
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from rich.console import Console
 
 from drpo_rl.benchmark.plots import plot_all
-from drpo_rl.benchmark.results import markdown_table, render_table, write_csv, write_json
+from drpo_rl.benchmark.results import (
+    is_session_report,
+    markdown_table,
+    render_table,
+    session_markdown_table,
+    with_session_regret,
+    write_csv,
+    write_json,
+)
 from envs.common.files import write_atomic
 
 
@@ -18,12 +27,20 @@ def write_report(
     report's folder, print the table and a summary on ``console``; return the paths written.
     ``ope``: ``(estimator, rows)`` of :func:`~drpo_rl.evaluation.off_policy.benchmark.
     benchmark_ope`, written to ``results_ope.csv`` and printed beside the online table.
+
+    Session reports add each run's regret against the planner (``return_regret``) and
+    write the session table (:func:`~drpo_rl.benchmark.results.session_markdown_table`).
     """
     out = report.out_dir
     paths = [out / "results.csv", out / "results.json", out / "results.md"]
+    if is_session_report(report.records):
+        # The session regret pairs each run with the planner's on the same users.
+        report = dataclasses.replace(report, records=with_session_regret(report.records))
+        table = session_markdown_table(report.records) + "\n"
+    else:
+        table = markdown_table(report.records) + "\n"
     write_csv(report.records, paths[0])
     write_json(report, paths[1])
-    table = markdown_table(report.records) + "\n"
     write_atomic(paths[2], lambda tmp: tmp.write_text(table))
     if plots:
         paths += plot_all(report.records, out)

@@ -32,6 +32,23 @@ METRIC_COLUMNS = (
     "coverage",
     "diversity",
     "num_users",
+    # Sessions (multi-step worlds) only:
+    "return",
+    "return_ci95",
+    "length",
+    "leave_rate",
+    "return_regret",
+    "session_diversity",
+)
+#: The session table's columns: (metric, header, format).
+SESSION_COLUMNS = (
+    ("return", "return", "{:.2f} ± {:.2f}"),
+    ("reward", "reward/step", "{:.3f} ± {:.3f}"),
+    ("length", "length", "{:.1f} ± {:.1f}"),
+    ("leave_rate", "leave rate", "{:.2f} ± {:.2f}"),
+    ("return_regret", "regret vs planner", "{:.2f} ± {:.2f}"),
+    ("coverage", "coverage", "{:.2f} ± {:.2f}"),
+    ("session_diversity", "ILD", "{:.2f} ± {:.2f}"),
 )
 TIMING_COLUMNS = ("train_seconds", "eval_seconds", "train_rows")
 
@@ -52,6 +69,39 @@ def flat_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         row.update({c: record.get(c, "") for c in TIMING_COLUMNS})
         rows.append(row)
     return rows
+
+
+def is_session_report(records: Iterable[dict[str, Any]]) -> bool:
+    """Whether the runs were evaluated on multi-step sessions (their metrics have a return)."""
+    return any("return" in record["metrics"] for record in records)
+
+
+def with_session_regret(
+    records: Sequence[dict[str, Any]], reference: str = "planner"
+) -> list[dict[str, Any]]:
+    """The records with ``metrics["return_regret"]``: the ``reference`` row's session return
+    minus the run's, on the same scenario and seed (so the same evaluation users). Records
+    without a session return, or without such a reference run, are left as they are.
+
+    Example:
+        >>> recs = [{"scenario": "s", "algorithm": a, "seed": 0, "metrics": {"return": r}}
+        ...         for a, r in (("planner", 7.5), ("drpo", 6.0))]
+        >>> [r["metrics"].get("return_regret") for r in with_session_regret(recs)]
+        [0.0, 1.5]
+    """
+    best = {
+        (r["scenario"], r["seed"]): r["metrics"]["return"]
+        for r in records
+        if r["algorithm"] == reference and "return" in r["metrics"]
+    }
+    out = []
+    for record in records:
+        target = best.get((record["scenario"], record["seed"]))
+        if target is not None and "return" in record["metrics"]:
+            metrics = {**record["metrics"], "return_regret": target - record["metrics"]["return"]}
+            record = {**record, "metrics": metrics}
+        out.append(record)
+    return out
 
 
 def write_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
@@ -149,13 +199,17 @@ def render_table(records: Sequence[dict[str, Any]], console: Console | None = No
     Up to :data:`WIDE_TABLE_MAX_SCENARIOS` scenarios: one row per algorithm, one column per
     scenario; more: one row per (scenario, algorithm). The best learner of each scenario is
     in bold; reference rows are dimmed. eCPM (price x reward) is in ``results.md`` and the
-    CSV.
+    CSV. For sessions the cells are the session return (the other session metrics are in
+    ``results.md``, :func:`session_markdown_table`).
     """
     scenarios, algorithms, references = _order(records)
-    reward = summarise(records, "reward")
+    sessions = is_session_report(records)
+    # Sessions are ranked by what a session earns, not by the reward per step.
+    reward = summarise(records, "return" if sessions else "reward")
     best = _best_learners(reward, scenarios, references)
     seeds = max((n for _, _, n in reward.values()), default=0)
-    table = Table(title=f"Online reward, mean ± std over {seeds} seed(s)")
+    what = "Session return" if sessions else "Online reward"
+    table = Table(title=f"{what}, mean ± std over {seeds} seed(s)")
 
     def name(algorithm: str) -> str:
         return f"[dim]{algorithm} (ref)[/dim]" if algorithm in references else algorithm
@@ -211,4 +265,34 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
                 cells.append(f"**{text}**" if best.get(scenario) == algorithm else text)
         name = f"{algorithm} (reference)" if algorithm in references else algorithm
         lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def session_markdown_table(records: Sequence[dict[str, Any]]) -> str:
+    """The session metrics as Markdown, one row per (scenario, algorithm), mean ± std over
+    seeds (:data:`SESSION_COLUMNS`; the best learner's return per scenario in bold).
+
+    Example:
+        >>> recs = [{"scenario": "s", "algorithm": "a", "kind": "learner", "seed": 0,
+        ...          "metrics": {"return": 6.0, "reward": 0.7, "length": 8.5}}]
+        >>> print(session_markdown_table(recs).splitlines()[2])
+        | s | a | **6.00 ± 0.00** | 0.700 ± 0.000 | 8.5 ± 0.0 | - | - | - | - |
+    """
+    scenarios, algorithms, references = _order(records)
+    summaries = {metric: summarise(records, metric) for metric, _, _ in SESSION_COLUMNS}
+    best = _best_learners(summaries["return"], scenarios, references)
+    header = ["scenario", "algorithm", *(title for _, title, _ in SESSION_COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(SESSION_COLUMNS)]
+    for scenario in scenarios:
+        for algorithm in algorithms:
+            if (scenario, algorithm) not in summaries["return"]:
+                continue
+            cells = []
+            for metric, _, form in SESSION_COLUMNS:
+                stats = summaries[metric].get((scenario, algorithm))
+                text = "-" if stats is None else form.format(stats[0], stats[1])
+                bold = metric == "return" and best.get(scenario) == algorithm
+                cells.append(f"**{text}**" if bold else text)
+            name = f"{algorithm} (reference)" if algorithm in references else algorithm
+            lines.append("| " + " | ".join([scenario, name, *cells]) + " |")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from drpo_rl.benchmark.monitoring import monitor_for
 from drpo_rl.benchmark.presets import BenchmarkConfig
 from drpo_rl.benchmark.references import (
     ORACLE,
+    PLANNER,
     UNTRAINED,
     behaviour_policy,
     expert_rows,
@@ -29,7 +30,7 @@ from drpo_rl.benchmark.references import (
 )
 from drpo_rl.benchmark.store import BenchmarkFolderError, ResultStore, RunKey
 from drpo_rl.benchmark.training import train
-from drpo_rl.evaluation import evaluate, evaluation_env, oracle_policy
+from drpo_rl.evaluation import PatiencePlanner, evaluate, evaluation_env, oracle_policy
 
 # Evaluation users are drawn from a seed far from the logs' seed, so that the simulated
 # users a policy is scored on are not the users whose interactions it learnt from.
@@ -93,11 +94,14 @@ class RunEnvs:
 def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey, envs: RunEnvs) -> None:
     """Do one run of the grid with ``config``'s ``envs`` and save its record."""
     from drpo_rl.data import OfflineLogs
+    from drpo_rl.data.sessions import check_sessions
     from drpo_rl.models import PolicySpecs
 
     store = ResultStore(out_dir)
     # The grid generated (or checked) these logs before any run started.
     rows = OfflineLogs(store.logs_path(key.scenario, key.seed))[:]
+    if config.sessions:
+        check_sessions(rows, max_length=config.env_spec.config.max_length)
     record = _run_one(key, config, rows, PolicySpecs.from_env(envs.specs_env), envs, store)
     policy = record.pop("policy", None)
     if policy is not None:
@@ -140,6 +144,8 @@ def _run_one(
         started = time.perf_counter()
         if key.algorithm == ORACLE:
             policy = oracle_policy(envs.specs_env)
+        elif key.algorithm == PLANNER:
+            policy = PatiencePlanner(envs.specs_env)
         else:
             policy = behaviour_policy(envs.specs_env, key.scenario, key.seed)
         metrics = evaluate_policy(policy, True)
@@ -162,7 +168,7 @@ def _run_one(
             lr=config.lr,
             seed=key.seed,
             device=envs.device,
-            hparams=dict(config.hparams.get(key.algorithm, {})),
+            hparams=config.algorithm_hparams(key.algorithm),
             curve_points=config.curve_points,
             evaluate_policy=evaluate_policy,
             monitor=monitor_for(key.algorithm) if kind == "learner" else None,

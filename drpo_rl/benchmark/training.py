@@ -24,7 +24,7 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
-from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY, RETURN_TO_GO_KEY
 
 # What a learner may read from the logs. The behaviour agent's id and the privileged
 # rewards are there for analysis and the reference rows only.
@@ -32,6 +32,7 @@ LEARNER_KEYS = (
     "observation",
     "action",
     BEHAVIOR_LOG_PROB_KEY,
+    RETURN_TO_GO_KEY,
     ("next", "reward"),
     ("next", "done"),
     ("next", "terminated"),
@@ -129,7 +130,9 @@ def train(
     returning True stops training there (early stopping), that evaluation being the final.
     """
     from drpo_rl.algorithms import build
+    from drpo_rl.algorithms.registry import check_logged_keys
 
+    check_logged_keys(algorithm, hparams, set(rows.keys(True, True)))
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     buffer = replay_buffer(learner_view(rows), batch_size=batch_size, generator=generator)

@@ -45,7 +45,11 @@ def add_bench_command(subparsers) -> None:
             "CSV/JSON of every run and PNG plots. Re-running with the same --out resumes."
         ),
     )
-    parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="default: 'sessions' with --env UserSession, else 'default'",
+    )
     parser.add_argument(
         "--sweep",
         choices=sorted(SWEEPS),
@@ -110,6 +114,17 @@ def add_bench_command(subparsers) -> None:
     parser.set_defaults(func=bench)
 
 
+def default_preset(env: str) -> str:
+    """The preset of ``--env`` when ``--preset`` is not given: the session benchmark for
+    ``UserSession``, else the bandit one.
+
+    Example:
+        >>> default_preset("UserSession"), default_preset("RecSimBandit")
+        ('sessions', 'default')
+    """
+    return "sessions" if env == "UserSession" else "default"
+
+
 def default_workers(device: str, cpu_count: int) -> int:
     """Worker processes when ``--workers`` is not given.
 
@@ -164,8 +179,9 @@ def _bench(args: argparse.Namespace) -> int:
     for algorithm, key, value in args.hparams:
         hparams.setdefault(algorithm, {})[key] = value
     spec = env_spec(args)
+    preset = args.preset or default_preset(spec.name)
     config = make_config(
-        args.preset,
+        preset,
         sweep=args.sweep,
         scenarios=_names(args.scenarios),
         algorithms=_names(args.algorithms),
@@ -179,13 +195,13 @@ def _bench(args: argparse.Namespace) -> int:
         device=args.device,
         hparams=hparams or None,
         env=spec.name,
-        env_overrides={**PRESETS[args.preset].env_overrides, **spec.overrides} or None,
+        env_overrides={**PRESETS[preset].env_overrides, **spec.overrides} or None,
     )
     if args.address is not None and args.backend != "ray":
         raise ValueError("--address: only with --backend ray")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers: expected an integer >= 1, got {args.workers}")
-    out = args.out or Path("bench-results") / (args.sweep or args.preset)
+    out = args.out or Path("bench-results") / (args.sweep or preset)
     # The networks are small: one intra-op thread per process is fastest, and avoids the
     # slow-down that thread contention causes on a busy machine.
     torch.set_num_threads(1)

@@ -30,12 +30,14 @@ from torchrl.data import (
 )
 from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers import Sampler, Writer
+from torchrl.envs import Compose, Reward2GoTransform
 
 from drpo_rl.data.layout import (
     COMPLETE_MARKER,
     FORMAT_VERSION,
     METADATA_FILE,
     STORAGE_DIR,
+    TRAJ_KEY,
     check_metadata_layout,
     check_recorded_bytes,
     check_recorded_layout,
@@ -45,9 +47,10 @@ from drpo_rl.data.layout import (
     read_metadata,
     refuse_non_finite,
 )
+from drpo_rl.data.sessions import check_sessions
 from drpo_rl.data.staging import StagedDataset
 
-__all__ = ["FORMAT_VERSION", "OfflineLogs"]
+__all__ = ["FORMAT_VERSION", "OfflineLogs", "check_read_transform"]
 
 
 class OfflineLogs(BaseDatasetExperienceReplay):
@@ -79,7 +82,9 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             for session trajectories.
         writer (Writer, optional): defaults to :class:`~torchrl.data.ImmutableDatasetWriter`
             (the data on disk is never modified through the dataset).
-        transform (Transform, optional): applied to sampled batches.
+        transform (Transform, optional): applied to sampled batches. A transform that
+            acts only when data is written (TorchRL's ``Reward2GoTransform``: the dataset is
+            read-only) is refused, see :func:`check_read_transform`.
         collate_fn, pin_memory, prefetch: as in :class:`~torchrl.data.ReplayBuffer`.
 
     Raises:
@@ -123,6 +128,7 @@ class OfflineLogs(BaseDatasetExperienceReplay):
         pin_memory: bool = False,
         prefetch: int | None = None,
     ) -> None:
+        check_read_transform(transform)
         self.root = Path(path)
         self._metadata = read_metadata(self.root)
         layout = check_metadata_layout(self.root, self._metadata)
@@ -203,10 +209,14 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             **buffer_kwargs: forwarded to :class:`OfflineLogs` (batch_size, sampler, ...).
 
         Raises:
-            ValueError: ``data`` is not a TensorDict of tensors with 1 or 2 batch dims, or a
-                floating-point entry holds a NaN or an infinity (nothing is written then).
+            ValueError: ``data`` is not a TensorDict of tensors with 1 or 2 batch dims, a
+                floating-point entry holds a NaN or an infinity, or session data (with
+                ``("collector", "traj_ids")``) holds a broken trajectory
+                (:func:`~drpo_rl.data.sessions.check_sessions`); nothing is written then.
         """
         check_tensordict(data)
+        if TRAJ_KEY in data.keys(True, True):
+            check_sessions(data)
         metadata = {} if metadata is None else dict(metadata)
         ndim = data.batch_dims
         with StagedDataset(path) as staged:
@@ -243,6 +253,38 @@ class OfflineLogs(BaseDatasetExperienceReplay):
             f"sampler={type(self._sampler).__name__}, writer={type(self._writer).__name__}, "
             f"batch_size={self._batch_size})"
         )
+
+
+#: Transforms that act on written data only, never on sampled batches.
+WRITE_ONLY_TRANSFORMS = (Reward2GoTransform,)
+
+
+def check_read_transform(transform: Any) -> None:
+    """Refuses a dataset transform that would silently do nothing on read.
+
+    TorchRL's ``Reward2GoTransform`` computes the return-to-go when data is *written* to a
+    buffer (its inverse pass); on sampled batches it does nothing, and on
+    ``SliceSampler`` slices it would stop at each slice's end. Session logs store the
+    return-to-go when they are written (``"return_to_go"``, see
+    :mod:`drpo_rl.data.layout`); apply the transform to ``logs[:]`` for another gamma.
+
+    Example:
+        >>> from torchrl.envs import Reward2GoTransform
+        >>> check_read_transform(Reward2GoTransform(gamma=0.9))
+        Traceback (most recent call last):
+        ...
+        ValueError: transform: Reward2GoTransform acts only when data is written, ...
+    """
+    parts = list(transform) if isinstance(transform, Compose) else [transform]
+    for part in parts:
+        if isinstance(part, WRITE_ONLY_TRANSFORMS):
+            raise ValueError(
+                f"transform: {type(part).__name__} acts only when data is written, and an "
+                "OfflineLogs dataset is read-only: on sampled batches it would do nothing. "
+                "Session logs store the return-to-go ('return_to_go', for the gamma in "
+                "metadata['return_to_go']); for another gamma, apply the transform to "
+                "logs[:] (e.g. transform.inv(logs[:]))"
+            )
 
 
 def _plain_copy(tensor: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,13 @@ staging folder, which becomes the dataset at ``path`` once complete (see
 :mod:`drpo_rl.data.dataset`).
 
 Layouts: horizon-1 envs (the bandits) store one row per interaction (``[rows]``); session
-envs store ``[time, env]`` with ``("collector", "traj_ids")``, each user's steps contiguous
-in time, for :class:`~torchrl.data.SliceSampler`.
+envs store ``[time, env]``, each user's steps contiguous in time, with the keys of
+:data:`SESSION_KEYS` (trajectory id, step index, return-to-go), so that
+:class:`~torchrl.data.SliceSampler` over ``("collector", "traj_ids")`` cuts whole or
+partial sessions out of the box. In session logs leaving is ``("next", "terminated")``, the
+env's length cap ``("next", "truncated")``, and so is the end of the logging window: the
+last logged step of a user still in session is marked truncated (and done), because the
+session went on unlogged.
 """
 
 from __future__ import annotations
@@ -25,18 +30,27 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer
+from torchrl.envs import StepCounter, TransformedEnv
+from torchrl.objectives.value.functional import reward2go
 from tqdm.auto import tqdm
 
 from drpo_rl.data.behavior import BehaviorMixture
 from drpo_rl.data.dataset import FORMAT_VERSION, OfflineLogs
-from drpo_rl.data.layout import BEHAVIOR_AGENT_KEY, BEHAVIOR_LOG_PROB_KEY, settings_differences
+from drpo_rl.data.layout import (
+    BEHAVIOR_AGENT_KEY,
+    BEHAVIOR_LOG_PROB_KEY,
+    RETURN_TO_GO_KEY,
+    STEP_KEY,
+    TRAJ_KEY,
+    settings_differences,
+)
 from drpo_rl.data.scenarios import scenario_name, scenario_weights
 from drpo_rl.data.staging import StagedDataset
 from envs import EnvSpec
-from envs.common.checks import check_int, fail, is_int
+from envs.common.checks import check_int, check_number, fail, is_int
 from envs.devices import check_device
 
-__all__ = ["LOG_KEYS", "SESSION_KEYS", "generate_logs"]
+__all__ = ["DEFAULT_SESSION_GAMMA", "LOG_KEYS", "SESSION_KEYS", "generate_logs", "logged_keys"]
 
 #: Keys stored for every interaction; of the env's privileged truth, only the noiseless
 #: reward of the item shown ("latent_reward", for analysis; no learner reads it).
@@ -53,8 +67,12 @@ LOG_KEYS = (
     ("next", "item"),
     ("next", "latent_reward"),
 )
-#: Added for session envs: the collector's trajectory ids (unique per user session).
-SESSION_KEYS = (("collector", "traj_ids"),)
+#: Added for session envs (see :mod:`drpo_rl.data.layout`): the collector's trajectory
+#: ids (unique per user session), the step index in the session, the return-to-go.
+SESSION_KEYS = (TRAJ_KEY, STEP_KEY, RETURN_TO_GO_KEY)
+#: The discount of the stored return-to-go of session logs: an effective horizon of about
+#: ten steps, half the default session cap (docs/method.md, "Sessions").
+DEFAULT_SESSION_GAMMA = 0.9
 
 # Rows per collector batch: large enough that per-batch overheads (collector bookkeeping,
 # memmap writes) are small next to the env steps.
@@ -63,7 +81,9 @@ _DEFAULT_BANDIT_ENVS = 4096
 _DEFAULT_SESSION_ENVS = 256
 # Settings of the request compared with those stored when a path is re-opened. The device
 # is left out on purpose: it changes the random streams, not what the logs are.
-_IDENTITY_FIELDS = ("env", "scenario", "behavior", "seed", "num_samples", "num_envs")
+_IDENTITY_FIELDS = (
+    *("env", "scenario", "behavior", "seed", "num_samples", "num_envs", "return_to_go"),
+)
 
 
 def generate_logs(
@@ -81,6 +101,7 @@ def generate_logs(
     batch_size: int | None = None,
     sampler: Any | None = None,
     transform: Any | None = None,
+    gamma: float = DEFAULT_SESSION_GAMMA,
     **env_overrides: Any,
 ) -> OfflineLogs:
     """Logs ``num_samples`` interactions of ``scenario``'s behaviour in ``env_name`` at ``path``.
@@ -111,6 +132,8 @@ def generate_logs(
         progress (bool): show a tqdm progress bar.
         batch_size, sampler, transform: for the returned :class:`OfflineLogs`. For
             sessions, e.g. ``SliceSampler(slice_len=..., traj_key=("collector", "traj_ids"))``.
+        gamma (float): discount of the return-to-go stored in session logs (in [0, 1];
+            recorded in ``metadata["return_to_go"]``; unused by one-step envs).
         **env_overrides: fields of the env's config (``num_items=...``).
 
     Returns:
@@ -132,6 +155,7 @@ def generate_logs(
         fail("seed", "an integer", seed)
     check_int("num_envs", num_envs, optional=True)
     check_int("batch_size", batch_size, optional=True)
+    check_number("gamma", gamma, minimum=0, maximum=1)
     weights = scenario_weights(scenario)
     device = check_device(device)
     spec = env_name if isinstance(env_name, EnvSpec) else EnvSpec(env_name, env_overrides)
@@ -154,6 +178,7 @@ def generate_logs(
             "seed": seed,
             "num_samples": num_samples,
             "num_envs": num_envs,
+            "return_to_go": {"gamma": float(gamma)} if session else None,
         }
     )
     buffer_kwargs = {"batch_size": batch_size, "sampler": sampler, "transform": transform}
@@ -162,7 +187,7 @@ def generate_logs(
         _check_same_request(path, stored.metadata, request)
         return stored
 
-    keys = LOG_KEYS + (SESSION_KEYS if session else ())
+    keys = LOG_KEYS + (SESSION_KEYS if session else ())  # the order they are stored in
     metadata = {
         "kind": "drpo_rl.generated_logs",
         **request,
@@ -176,12 +201,27 @@ def generate_logs(
         storage = staged.make_storage(num_samples, ndim=2 if session else 1)
         writer = ReplayBuffer(storage=storage)
         with tqdm(total=num_samples, unit="rows", disable=not progress, desc="logs") as bar:
-            collector = _make_collector(env, policy, num_samples)
-            for batch in _collect(collector, num_samples, keys, flatten=not session):
+            # Sessions: TorchRL's StepCounter writes each step's index in its session.
+            collector = _make_collector(
+                TransformedEnv(env, StepCounter()) if session else env, policy, num_samples
+            )
+            for batch in _collect(collector, num_samples, keys, session=session):
                 writer.extend(batch)
                 bar.update(batch.batch_size.numel())
+        if session:
+            _store_return_to_go(storage, gamma)
         staged.commit(storage, metadata)
     return OfflineLogs(path, **buffer_kwargs)
+
+
+def logged_keys(session: bool) -> set:
+    """The keys :func:`generate_logs` stores, for one-step or session envs.
+
+    Example:
+        >>> "return_to_go" in logged_keys(True), "return_to_go" in logged_keys(False)
+        (True, False)
+    """
+    return set(LOG_KEYS + (SESSION_KEYS if session else ()))
 
 
 def _make_collector(env: Any, policy: BehaviorMixture, num_samples: int) -> Collector:
@@ -203,28 +243,51 @@ def _make_collector(env: Any, policy: BehaviorMixture, num_samples: int) -> Coll
 
 
 def _collect(
-    collector: Collector, num_samples: int, keys: tuple, *, flatten: bool
+    collector: Collector, num_samples: int, keys: tuple, *, session: bool
 ) -> Iterator[TensorDictBase]:
     """Yields CPU batches of ``keys`` adding up to exactly ``num_samples`` interactions.
 
-    Batches are ``[rows]`` if ``flatten`` else ``[env, time]`` (time last, the layout a
-    ``LazyMemmapStorage(ndim=2)`` expects from a collector). Shuts the collector down.
+    Batches are ``[rows]`` for one-step envs, ``[env, time]`` for sessions (time last, the
+    layout a ``LazyMemmapStorage(ndim=2)`` expects from a collector), whose last batch ends
+    every session still running as truncated. Shuts the collector down.
     """
     num_envs = collector.env.batch_size[0]
     remaining = num_samples
     try:
         for batch in collector:
+            if session:
+                # A placeholder the size of the reward: filled in once all steps are stored.
+                batch[RETURN_TO_GO_KEY] = torch.zeros_like(batch["next", "reward"])
             batch = batch.select(*keys)
-            if flatten:
+            if not session:
                 batch = batch.reshape(-1)[:remaining]
             elif batch.shape[1] * num_envs > remaining:
                 batch = batch[:, : remaining // num_envs]
             remaining -= batch.batch_size.numel()
+            if session and remaining == 0:
+                _truncate_window(batch)
             yield batch.to("cpu")
             if remaining == 0:
                 break
     finally:
         collector.shutdown()
+
+
+def _truncate_window(batch: TensorDictBase) -> None:
+    """Marks the last logged step of every session still running truncated (and done)."""
+    last = batch[:, -1]
+    running = ~last["next", "done"]
+    last["next", "truncated"] |= running
+    last["next", "done"] |= running  # in place: ``last`` views the batch's tensors
+
+
+def _store_return_to_go(storage: Any, gamma: float) -> None:
+    """Fills the stored ``[time, env]`` return-to-go in place (TorchRL's ``reward2go``):
+    the discounted reward sum to each session's end ("done": leaving, the length cap or
+    the logging window)."""
+    data = storage._storage
+    value = reward2go(data["next", "reward"], data["next", "done"], gamma, time_dim=0)
+    data[RETURN_TO_GO_KEY].copy_(value)
 
 
 def _resolve_num_envs(num_envs: int | None, num_samples: int, session: bool) -> int:
@@ -250,7 +313,7 @@ def _derived_seeds(seed: int) -> tuple[int, int]:
 def _check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[str, Any]) -> None:
     differences = []
     for field in _IDENTITY_FIELDS:
-        differences += settings_differences(stored.get(field), request[field], f"{field}.")
+        differences += settings_differences(stored.get(field), request.get(field), f"{field}.")
     if differences:
         raise ValueError(
             f"logs at {path} were generated with other settings; delete the folder or choose "

@@ -35,6 +35,16 @@ from envs.ratings import TableError
 BEHAVIOR_LOG_PROB_KEY = "behavior_log_prob"
 BEHAVIOR_AGENT_KEY = "behavior_agent"
 
+#: Keys of session logs (``[time, env]`` storage, each env's steps contiguous): the
+#: trajectory id of the session a step belongs to (unique per session, TorchRL's collector
+#: key, what ``SliceSampler(traj_key=TRAJ_KEY)`` cuts on); the step's index in its
+#: session, int64 ``[..., 1]``, 0 at the first step (TorchRL's ``StepCounter`` key); and
+#: the discounted return-to-go from the step to its session's end, float32 ``[..., 1]``,
+#: for the ``gamma`` recorded in ``metadata["return_to_go"]``.
+TRAJ_KEY = ("collector", "traj_ids")
+STEP_KEY = "step_count"
+RETURN_TO_GO_KEY = "return_to_go"
+
 #: Version of the on-disk layout; bumped when a change makes old folders unreadable.
 FORMAT_VERSION = 1
 

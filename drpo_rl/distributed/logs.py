@@ -71,7 +71,7 @@ def _shard_batches(spec: EnvSpec, weights, rows: range, seed: int, options) -> I
         generator=generator,
     )
     collector = _make_collector(env, policy, len(rows))
-    yield from _collect(collector, len(rows), LOG_KEYS, flatten=True)
+    yield from _collect(collector, len(rows), LOG_KEYS, session=False)
 
 
 def _describe(spec: EnvSpec, scenario, weights, seed, num_samples, shards, options):

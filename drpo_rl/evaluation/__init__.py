@@ -23,6 +23,7 @@ _EXPORTS = {
     "off_policy_evaluate": "drpo_rl.evaluation.off_policy.evaluate",
     "OraclePolicy": "drpo_rl.evaluation.reference",
     "oracle_policy": "drpo_rl.evaluation.reference",
+    "PatiencePlanner": "drpo_rl.evaluation.reference",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -45,6 +45,7 @@ NEXT_REWARD = ("next", "reward")
 NEXT_LATENT = ("next", "latent_reward")
 NEXT_ITEM = ("next", "item")
 NEXT_DONE = ("next", "done")
+NEXT_TERMINATED = ("next", "terminated")
 #: The env's privileged truth at each step (``privileged=("oracle",)``): the best item for
 #: the state the policy faced, and its noiseless reward.
 ORACLE_ITEM = "oracle_item"
@@ -73,7 +74,7 @@ class OnlineMetrics:
         embeddings: item embeddings ``[N, d]`` (for diversity); ``None`` omits diversity.
         price: the eCPM price per unit of reward (the paper reports eCPM = 5 x reward).
         multi_step: whether users have sessions of more than one step; adds the session
-            return, length and within-session diversity to the result.
+            return, length, leave rate and within-session diversity to the result.
 
     The reward interval is the normal interval of a ratio estimator clustered by user
     (total reward over total steps, each user one cluster); for a one-step bandit it is the
@@ -135,6 +136,9 @@ class OnlineMetrics:
         self._add("length_sq", user_length**2)
         self._add("return_x_length", user_return * user_length)
         self._add("truncated", ~done.any(1))
+        terminated = chunk.get(NEXT_TERMINATED, None)
+        if terminated is not None:  # the user left (not the length cap, not still there)
+            self._add("left", (terminated.reshape(chunk.shape) & mask).any(1))
 
         latent = chunk.get(NEXT_LATENT, None)
         if latent is None:
@@ -250,6 +254,8 @@ class OnlineMetrics:
             out["return_ci95"] = Z_95 * math.sqrt(var_return / n)
             out["length"] = steps / n
             out["truncated_sessions"] = int(s["truncated"])
+            if "left" in s:
+                out["leave_rate"] = s["left"] / n
             if s.get("sessions_with_pairs", 0) > 0:
                 out["session_diversity"] = s["session_diversity"] / s["sessions_with_pairs"]
         return out

@@ -168,8 +168,10 @@ def evaluate(
         ``"oracle_reward"``), ``coverage`` (share of the catalogue recommended at least
         once) and ``diversity`` (mean pairwise cosine distance of the recommended items'
         embeddings across all users); for multi-step sessions also ``return``,
-        ``return_ci95``, ``length``, ``truncated_sessions`` and ``session_diversity``
-        (the same distance within each session, averaged over sessions of 2+ steps).
+        ``return_ci95``, ``length``, ``truncated_sessions`` (still running after
+        ``max_steps``), ``leave_rate`` (share of users whose session ended by leaving,
+        ``("next", "terminated")``, not by the length cap) and ``session_diversity`` (the
+        same distance within each session, averaged over sessions of 2+ steps).
 
     Example:
         >>> from drpo_rl.evaluation import evaluate, oracle_policy

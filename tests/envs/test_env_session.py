@@ -33,9 +33,11 @@ def test_horizon_one_without_drift_is_the_bandit():
         action = torch.randint(0, 100, (B,))
         td_b["action"], td_s["action"] = action, action
         nb, ns = bandit.step(td_b)["next"], session.step(td_s)["next"]
-        for key in ("reward", "latent_reward", "item", "item_rewards", "done", "terminated"):
+        for key in ("reward", "latent_reward", "item", "item_rewards", "done"):
             torch.testing.assert_close(ns[key], nb[key], rtol=0, atol=0)
         assert ns["done"].all()
+        # The session's one step reaches its length cap: truncated, not terminated.
+        assert ns["truncated"].all() and not ns["terminated"].any()
 
 
 def test_item_rewards_follow_preference_and_fatigue_formula():
