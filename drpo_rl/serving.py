@@ -99,6 +99,24 @@ class Recommender:
     Attributes:
         policy: the registry policy (a TorchRL actor) with the trained weights.
         item_ids: raw item id of each item index; config: the run's ``config.json``.
+
+    Example:
+        Users who had tea go on to cake, users who had coffee to toast; a BC run on that
+        log recommends accordingly, in the log's own ids:
+
+        >>> import tempfile
+        >>> import pandas as pd
+        >>> from drpo_rl.data import load_interactions
+        >>> from drpo_rl.offline_training import train_on_logs
+        >>> folder = tempfile.mkdtemp()
+        >>> log = pd.DataFrame({"user": [u for u in range(40) for _ in range(2)],
+        ...                     "item": ["tea", "cake", "coffee", "toast"] * 20,
+        ...                     "reward": [1.0] * 80, "time": range(80)})
+        >>> logs = load_interactions(log, f"{folder}/logs", split=(1.0, 0.0, 0.0))
+        >>> _ = train_on_logs(logs, f"{folder}/run", algorithm="bc", steps=200,
+        ...                   progress=False, logger="none")
+        >>> load_policy(f"{folder}/run").recommend([["tea"], ["coffee"]], k=1)
+        [['cake'], ['toast']]
     """
 
     def __init__(self, policy: Any, config: dict, tables: dict[str, torch.Tensor]) -> None:

@@ -32,6 +32,11 @@ class FeatureTable:
         source: the table read; names: its feature columns, in order.
         values: float32 [num_ids, F], row i for dense id i.
         rows_unused: rows of ids that the log does not have.
+
+    Example:
+        >>> table = FeatureTable("items.csv", ["price"], np.zeros((2, 1), np.float32), 1)
+        >>> table.describe()  # what the dataset's metadata records of it
+        {'source': 'items.csv', 'columns': ['price'], 'rows_unused': 1}
     """
 
     source: str

@@ -85,6 +85,11 @@ class CheckedChunk:
 
     ``bad_column[r]`` is the index (in ``roles``) of the first column row ``r`` breaks, -1
     for a good row.
+
+    Example:
+        >>> chunk = CheckedChunk(["reward"], {"reward": np.array([0.5, 2.0])}, np.array([-1, 0]))
+        >>> chunk.good.tolist()
+        [True, False]
     """
 
     roles: list[str]
@@ -134,6 +139,12 @@ class BadRows:
 
     ``counts`` maps a column name to the rows skipped for it; ``first`` keeps the message
     of the first skipped row.
+
+    Example:
+        >>> bad = BadRows("log.csv", "skip", {"reward": "liked"}, (0.0, 1.0), line_offset=1)
+        >>> bad.handle(np.array([3, 7]), "reward", np.array([2.5, -1.0]))
+        >>> bad.counts, bad.first
+        ({'liked': 2}, "log.csv, line 4, column 'liked': data row 3: expected ..., got 2.5")
     """
 
     source: str
