@@ -15,7 +15,7 @@ from typing import Any
 
 from drpo_rl.algorithms.algorithm import DEFAULT_BATCH_SIZE, DEFAULT_LR, Algorithm
 from drpo_rl.algorithms.networks import NetworkOptions
-from drpo_rl.algorithms.scores import SCORES, TD_SCORE_KEY
+from drpo_rl.algorithms.scores import SCORES, TD_SCORE_KEY, check_td_lambda
 from drpo_rl.algorithms.torchrl_baselines import (
     build_bc,
     build_bppo,
@@ -268,6 +268,8 @@ def resolve_options(name: str, env_or_specs=None, **hparams) -> dict:
         )
     resolved.update(hparams)
     _check_common(name, resolved)
+    if ALGORITHMS[name].builder is build_advantage:  # their TD(lambda) score (PPO's is GAE's)
+        check_td_lambda(resolved["score"], resolved["lmbda"])
     if resolved["policy"] == "transformer" and env_or_specs is not None:
         try:
             SessionLayout.of(PolicySpecs.of(env_or_specs))

@@ -11,7 +11,7 @@ from torchrl.objectives import SoftUpdate
 
 from drpo_rl.algorithms.algorithm import AlgorithmParts, loss_compute, scalar_terms
 from drpo_rl.algorithms.networks import NetworkOptions
-from drpo_rl.algorithms.scores import score_key, td_scored
+from drpo_rl.algorithms.scores import check_td_lambda, score_key, td_scored
 from drpo_rl.algorithms.torchrl_baselines import make_iql_loss
 from drpo_rl.algorithms.transitions import complete_terminal_transitions
 from drpo_rl.models import PolicySpecs
@@ -66,18 +66,21 @@ def build_advantage(
     baseline: Literal["value", "mean"] = "value",
     score: Literal["reward", "return_to_go", "td"] = "reward",
     gamma: float = 0.9,
+    lmbda: float = 0.0,
     **rule_kwargs,
 ) -> AlgorithmParts:
     """APG, AWR, CRR, AsymRe: the loss ``ADVANTAGE_LOSSES[rule]`` with a learned ``V(s)`` baseline
     (``baseline="value"``) or the batch mean (``"mean"``), on the advantage ``score - b(s)``
-    (``score``: see :mod:`drpo_rl.algorithms.scores`; ``"td"`` needs the learned ``V`` and
-    discounts by ``gamma``); ``rule_kwargs`` (``beta``, ``form``, ``max_weight``,
+    (``score``: see :mod:`drpo_rl.algorithms.scores`; ``"td"`` needs the learned ``V``,
+    discounts by ``gamma`` and, with ``lmbda`` > 0, is the TD(lambda) return over the
+    batch's session segments); ``rule_kwargs`` (``beta``, ``form``, ``max_weight``,
     ``negative_scale``) go to the loss."""
     check_choice("baseline", baseline, ("value", "mean"))
     key = score_key(score)
     if score == "td" and baseline != "value":
         raise ValueError('score: "td" bootstraps on the learned V(s); it needs baseline="value"')
     check_number("gamma", gamma, minimum=0, maximum=1)
+    check_td_lambda(score, lmbda)
     actor = net.actor(specs)
     value = net.value(specs) if baseline == "value" else None
     loss = ADVANTAGE_LOSSES[rule](actor, value, **rule_kwargs)
@@ -89,7 +92,7 @@ def build_advantage(
             with loss.value_network_params.to_module(loss.value_network):
                 return loss.value_network(td.select(*value.in_keys).copy())["state_value"]
 
-        scored, plain = td_scored(state_value, gamma), compute
+        scored, plain = td_scored(state_value, gamma, lmbda), compute
 
         def compute(batch: TensorDictBase) -> dict[str, torch.Tensor]:
             return plain(scored(complete_terminal_transitions(batch)))
