@@ -11,7 +11,8 @@ family (DRPO, DRPO-Exp, AdaptBC, APG, AWR, CRR, AsymRe).
   bootstrap: a session cut by its length cap or the logging window (``truncated``) goes on.
 
   With ``0 < lmbda <= 1`` it is the TD(lambda) return (TorchRL's
-  ``vec_td_lambda_return_estimate``, the one its ``TDLambdaEstimator`` runs)
+  ``vec_td_lambda_return_estimate``, the one its ``TDLambdaEstimator`` runs; its exact loop
+  ``td_lambda_return_estimate`` when ``gamma * lmbda`` is below 1e-7)
   ``G_t = r_t + gamma ((1 - lmbda) V(s_{t+1}) + lmbda G_{t+1})`` over the *segments* of the
   batch (:func:`segment_ends`): runs of rows, in batch order, that are consecutive steps of
   one session. A segment's last row bootstraps, ``G_t = r_t + gamma V(s_{t+1})``, unless it
