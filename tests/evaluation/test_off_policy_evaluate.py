@@ -272,16 +272,29 @@ def test_sessions_are_cut_and_incomplete_ones_reported(session_logs):
     rows = session_logs[:]
     logged = read_logs(rows, num_items=20)
     done = rows["next", "done"].squeeze(-1)
+    # The logging window marks the sessions it cuts truncated (done) at each stream's end:
+    # those whose last logged step is not the user leaving are incomplete.
+    cut = ~rows["next", "terminated"].squeeze(-1)[:, -1]
+    assert cut.any() and bool(done[:, -1].all())
+    complete_ends = done.clone()
+    complete_ends[:, -1] &= ~cut
     # Every complete session ends with done, and only there.
     last = logged.mask.sum(1) - 1
     ends = logged.rows["next", "done"].squeeze(-1)
     assert ends[torch.arange(logged.num_sessions), last].all()
-    assert int((ends & logged.mask).sum()) == logged.num_sessions == int(done.sum())
-    assert logged.dropped_sessions == int((~done[:, -1]).sum())
+    assert int((ends & logged.mask).sum()) == logged.num_sessions == int(complete_ends.sum())
+    assert logged.dropped_sessions == int(cut.sum())
     assert bool((logged.propensity[~logged.mask] == 1).all())
     assert int(logged.mask.sum()) == 1600 - sum(
-        int(len(row) - (row.nonzero().max() + 1 if row.any() else 0)) for row in done
+        int(len(row) - (row.nonzero().max() + 1 if row.any() else 0)) for row in complete_ends
     )
+    # With the env's cap known, a session the window cut exactly at the cap is complete.
+    steps = rows["step_count"].squeeze(-1)[:, -1]
+    cap = int(steps[cut].max()) + 1
+    capped = read_logs(rows, num_items=20, session_cap=cap)
+    at_cap = int((cut & (steps + 1 == cap)).sum())
+    assert at_cap and capped.dropped_sessions == int(cut.sum()) - at_cap
+    assert capped.num_sessions == logged.num_sessions + at_cap
 
 
 def test_session_estimators_run_and_pdis_matches_its_definition(session_logs):

@@ -226,10 +226,12 @@ def _read(logs, env, num_items, *, device, **options) -> tuple[LoggedSessions, A
     rows, metadata = _rows_and_metadata(logs)
     catalogue_env = _catalogue_env(env, metadata)
     catalogue = getattr(catalogue_env, "catalogue", None)
+    config = getattr(catalogue_env, "config", None)
     logged = read_logs(
         rows.to(device),
         num_items=_num_items(num_items, catalogue, metadata),
         embeddings=None if catalogue is None else catalogue.embeddings.to(device),
+        session_cap=config.dynamics().max_length if hasattr(config, "dynamics") else None,
         **options,
     )
     return logged, catalogue_env

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDictBase
 
-from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
+from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY, STEP_KEY, TRAJ_KEY
 
-TRAJ_KEY = ("collector", "traj_ids")
 REWARD_KEY = ("next", "reward")
 DONE_KEY = ("next", "done")
+TERMINATED_KEY = ("next", "terminated")
 ITEM_KEY = ("next", "item")
 # Largest difference between a logged embedding action and its item's embedding that still
 # counts as "the action is the item's embedding" (float32 round-off of a copy is 0).
@@ -101,9 +101,15 @@ def read_logs(
     embeddings: torch.Tensor | None = None,
     propensity_key: str = BEHAVIOR_LOG_PROB_KEY,
     log_propensity: bool = True,
+    session_cap: int | None = None,
 ) -> LoggedSessions:
     """Check ``rows`` (``[R]`` interactions or ``[env, time]`` session streams) and lay them
     out as sessions; ``embeddings`` (``[N, d]``) is needed for embedding actions.
+
+    A session the log stream stopped inside is left out (counted in ``dropped_sessions``):
+    one whose last row is the last of its stream and did not end by the user leaving
+    (``terminated``) nor, when ``session_cap`` (the env's ``max_length``) is known and the
+    rows carry their ``step_count``, by reaching the cap.
 
     ``propensity_key`` holds log-propensities (``log_propensity=True``, the suite's
     ``behavior_log_prob``) or plain probabilities; either must give probabilities in
@@ -123,7 +129,7 @@ def read_logs(
                 f"logs: rows of shape {tuple(rows.shape)} are session streams and need "
                 f"{TRAJ_KEY!r} to be cut into sessions, missing"
             )
-        rows, dropped = _sessions(rows)
+        rows, dropped = _sessions(rows, session_cap)
     elif rows.batch_dims == 1:
         rows, dropped = rows.unsqueeze(1), 0
     else:
@@ -151,6 +157,10 @@ def read_logs(
         dropped_sessions=dropped,
         fingerprint=fingerprint(item, reward, mask),
     )
+
+
+def _contiguous(traj: torch.Tensor) -> bool:
+    return len(torch.unique_consecutive(traj)) == len(torch.unique(traj))
 
 
 def fingerprint(item: torch.Tensor, reward: torch.Tensor, mask: torch.Tensor) -> str:
@@ -227,23 +237,32 @@ def _check_range(item: torch.Tensor, num_items: int, mask: torch.Tensor) -> None
         )
 
 
-def _sessions(rows: TensorDictBase) -> tuple[TensorDictBase, int]:
+def _sessions(rows: TensorDictBase, session_cap: int | None) -> tuple[TensorDictBase, int]:
     """``[env, time]`` streams cut into padded sessions ``[S, L]`` (+ ``"_mask"``)."""
-    flat = rows.reshape(-1)
-    traj = flat.get(TRAJ_KEY).reshape(-1)
-    if len(torch.unique_consecutive(traj)) != len(torch.unique(traj)):
+    if not _contiguous(rows.reshape(-1).get(TRAJ_KEY).reshape(-1)):
         # [time, env] streams: each session's steps are contiguous along the other dim.
-        flat = rows.transpose(0, 1).reshape(-1)
-        traj = flat.get(TRAJ_KEY).reshape(-1)
-        if len(torch.unique_consecutive(traj)) != len(torch.unique(traj)):
+        rows = rows.transpose(0, 1)
+        if not _contiguous(rows.reshape(-1).get(TRAJ_KEY).reshape(-1)):
             raise ValueError(
                 f"logs[{TRAJ_KEY!r}]: expected each session's steps contiguous in time, got "
                 "ids that recur after other ids"
             )
+    flat = rows.reshape(-1)
+    traj = flat.get(TRAJ_KEY).reshape(-1)
     done = flat.get(DONE_KEY).reshape(-1).bool()
+    # The logging window marks the sessions it cuts truncated (done): they are not over.
+    stream_end = torch.zeros(rows.shape, dtype=torch.bool, device=traj.device)
+    stream_end[:, -1] = True
+    # (Logs without "terminated" end sessions by "done" alone.)
+    terminated = flat.get(TERMINATED_KEY, default=None)
+    terminated = done if terminated is None else terminated.reshape(-1).bool()
+    cut = stream_end.reshape(-1) & ~terminated
+    if session_cap is not None and STEP_KEY in flat.keys():
+        cut &= flat.get(STEP_KEY).reshape(-1) + 1 < session_cap
     _, counts = torch.unique_consecutive(traj, return_counts=True)
     starts = torch.cumsum(counts, 0) - counts
-    complete = done[starts + counts - 1]
+    last = starts + counts - 1
+    complete = done[last] & ~cut[last]
     starts, counts = starts[complete], counts[complete]
     length = int(counts.max()) if len(counts) else 0
     if length == 0:
