@@ -61,6 +61,7 @@ def test_load_train_value_recommend(loaded, capsys):
     assert main([*argv, "--eval-points", "3", "--no-progress", "--set", "drpo.kappa=0.5"]) == 0
     printed = capsys.readouterr().out
     assert "drpo: 60 steps on 480 rows" in printed
+    assert "off-policy estimates: none (the logs carry no propensities" in printed
     assert sorted(p.name for p in run.iterdir()) == [
         "config.json",
         "logs",

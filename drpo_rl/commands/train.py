@@ -118,6 +118,17 @@ def train(args: argparse.Namespace) -> int:
             f"logged value on the test split {logged['value']:.4f} "
             f"[{logged['low']:.4f}, {logged['high']:.4f}] ({logged['rows']} rows)"
         )
+    estimates = metrics["test"]["off_policy"]
+    if "skipped" in estimates:
+        print(f"off-policy estimates: none ({estimates['skipped']})")
+    else:
+        print(
+            "off-policy estimates of the trained policy on the test split: "
+            + ", ".join(
+                f"{n} {e['value']:.4f} [{e['low']:.4f}, {e['high']:.4f}]"
+                for n, e in estimates.items()
+            )
+        )
     print(f"run folder {args.out}: {json.dumps(sorted(p.name for p in args.out.iterdir()))}")
     return 0
 
