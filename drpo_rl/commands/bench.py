@@ -79,6 +79,17 @@ def add_bench_command(subparsers) -> None:
         "per core but one, at most 8)",
     )
     parser.add_argument(
+        "--max-stack",
+        type=int,
+        help="at most this many runs of one algorithm train as one batched model "
+        "(default 64; 1: every run alone)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the stacked updates (off by default: see the README's timings)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="if another benchmark is writing --out, wait for it to finish (default: stop, "
@@ -133,7 +144,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from drpo_rl.benchmark.grid import run_benchmark
+    from drpo_rl.benchmark.grid import DEFAULT_MAX_STACK, run_benchmark
     from drpo_rl.benchmark.report import write_report
     from drpo_rl.console import quiet_torchrl
 
@@ -179,6 +190,8 @@ def _bench(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         echo=console.print,
         wait=args.wait,
+        max_stack=DEFAULT_MAX_STACK if args.max_stack is None else args.max_stack,
+        compile=args.compile,
     )
     write_report(report, console=console, plots=not args.no_plots)
     return 0
