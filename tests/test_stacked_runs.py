@@ -275,3 +275,13 @@ def test_out_of_memory_shrinks_the_stack_and_says_so(tmp_path, monkeypatch):
     assert sizes == [4, 2, 2]
     assert heard == ["bc: out of memory for a stack of 4 runs; stacking 2 and 2"]
     assert sorted(str(k) for k in report.ran) == [f"medium/bc/seed-{s}" for s in range(4)]
+
+
+def test_bench_command_refuses_a_stack_size_below_one(tmp_path, capsys):
+    from drpo_rl.cli import main
+
+    out = tmp_path / "out"
+    assert main(["bench", "--preset", "tiny", "--max-stack", "0", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "drpo-rl bench: error: max_stack: expected a positive integer, got 0"
+    assert not out.exists()
