@@ -13,7 +13,9 @@ from its own buffer. At each learning-curve point the stack is written back into
 runs' own algorithms, and each run's :class:`~drpo_rl.benchmark.training.RunProgress`
 records its point, evaluates it and hands out its checkpoint, in the single-run format: a
 stacked run resumes from its checkpoints whether stacked again or alone, and ends with the
-numbers of the run trained alone, to float rounding.
+numbers of the run trained alone, to float rounding. Evaluation stays one rollout per run:
+a simulator draws all its users and reward noise from one generator, so the users of runs
+with other evaluation seeds cannot share one batched env and stay those of the run alone.
 
 :func:`stack_check` tells, before any run is scheduled, whether an algorithm's runs can be
 stacked (one forward of two freshly built runs on a few logged rows); the grid trains
