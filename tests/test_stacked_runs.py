@@ -285,3 +285,56 @@ def test_bench_command_refuses_a_stack_size_below_one(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error == "drpo-rl bench: error: max_stack: expected a positive integer, got 0"
     assert not out.exists()
+
+
+def tiny_stack_inputs():
+    torch.manual_seed(0)
+    specs = PolicySpecs(obs_dim=4, action_dim=2)
+    batch = TensorDict(
+        {
+            "observation": torch.randn(2, 16, 4),
+            "action": torch.randn(2, 16, 2),
+            ("next", "reward"): torch.rand(2, 16, 1),
+        },
+        [2, 16],
+    )
+    return specs, batch
+
+
+def stacked_terms(specs, batch, *, compile: bool) -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    stack = StackedAlgorithm([build("drpo", specs, num_cells=8) for _ in range(2)], compile=compile)
+    stack.update(batch)
+    return stack.update(batch)
+
+
+def test_compile_without_a_compiler_runs_uncompiled_and_says_so(monkeypatch):
+    specs, batch = tiny_stack_inputs()
+    eager = stacked_terms(specs, batch, compile=False)
+
+    def no_compiler(function):
+        def compiled(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\ndetails")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with pytest.warns(
+        UserWarning,
+        match=r"failed \(InvalidCxxCompiler: No working C\+\+ compiler found\); it runs uncompiled",
+    ):
+        fallback = stacked_terms(specs, batch, compile=True)
+    assert fallback.keys() == eager.keys()
+    for name in eager:
+        assert torch.equal(fallback[name], eager[name]), name
+
+
+@pytest.mark.slow
+# Raised inside torch.compile's own imports, not by the code under test.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_stack_gives_the_eager_numbers():
+    specs, batch = tiny_stack_inputs()
+    eager = stacked_terms(specs, batch, compile=False)
+    compiled = stacked_terms(specs, batch, compile=True)
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], rtol=1e-5, atol=1e-6)

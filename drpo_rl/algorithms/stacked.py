@@ -24,6 +24,7 @@ their optimiser state.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -93,6 +94,15 @@ def stack_problem(algos: Sequence[Algorithm]) -> str | None:
     return None
 
 
+def _uncompiled(error: BaseException) -> None:
+    reason = (str(error) or type(error).__name__).splitlines()[0]
+    warnings.warn(
+        f"torch.compile of the stacked update failed ({reason}); it runs uncompiled",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _layout(tensors: TensorDictBase) -> dict[tuple[str, ...], tuple]:
     return {
         key: (tuple(value.shape), value.dtype, value.requires_grad)
@@ -106,7 +116,8 @@ class StackedAlgorithm:
     ``update(batch)`` takes the runs' batches stacked, ``[runs, batch_size]``, and returns
     each loss term and metric with a leading run dimension; it is one gradient step of
     every run. ``write_back()`` makes each ``algos[k]`` hold run ``k``'s current state.
-    ``compile=True`` wraps the batched forward in ``torch.compile``.
+    ``compile=True`` wraps the batched forward in ``torch.compile``; where it cannot
+    compile (no compiler, no TorchDynamo), a ``UserWarning`` says so and it runs uncompiled.
 
     Raises :class:`NotStackableError` (see :func:`stack_problem`), and, on the first
     :meth:`update`, when a loss draws random numbers.
@@ -163,12 +174,13 @@ class StackedAlgorithm:
         self._load_optimizer_states(per_run)
         # Until a first forward succeeds, a refusal of vmap means "not stackable".
         self._checked = False
-        forward = torch.vmap(self._compute_one, randomness="error")
-        self._forward = torch.compile(forward) if compile else forward
-
-    @property
-    def num_runs(self) -> int:
-        return len(self.algos)
+        self._eager = torch.vmap(self._compute_one, randomness="error")
+        self._forward = self._eager
+        if compile:
+            try:
+                self._forward = torch.compile(self._eager)
+            except RuntimeError as error:  # no TorchDynamo for this Python or platform
+                _uncompiled(error)
 
     def _compute_one(self, tensors: TensorDictBase, batch: TensorDictBase):
         with tensors.to_module(self._modules):
@@ -205,6 +217,18 @@ class StackedAlgorithm:
         self._terms(batch)
 
     def _terms(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        if self._forward is not self._eager and not self._checked:
+            # torch.compile compiles at the first call, where a missing compiler shows.
+            try:
+                terms = self._forward(self.tensors, batch)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any compiler failure: run eager
+                _uncompiled(error)
+                self._forward = self._eager
+            else:
+                self._checked = True
+                return terms
         try:
             return self._forward(self.tensors, batch)
         except torch.OutOfMemoryError:
