@@ -211,14 +211,35 @@ class Interrupted(Exception):
     pass
 
 
+def raise_at_call(monkeypatch, owner, name: str, call: int) -> None:
+    """Make the ``call``-th call of ``owner.name`` raise ``Interrupted``."""
+    calls = iter(range(1, 10_000))
+    real = getattr(owner, name)
+
+    def interrupted(*args, **kwargs):
+        if next(calls) == call:
+            raise Interrupted
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+
+
 @pytest.mark.parametrize(
-    ("call", "messages"),
+    ("owner", "name", "call", "messages"),
     [
-        # Evaluations 1-3 are the three runs at step 10; the 4th (seed 0 at 20) is
-        # interrupted: every run resumes from step 10, as one stack again.
-        (4, [f"resuming medium/drpo/seed-{s} from step 10 of 40" for s in range(3)]),
-        # The 5th (seed 1 at 20): seed 0 resumes from 20 alone, seeds 1 and 2 from 10.
+        # The drpo stack's batched evaluations: the 2nd (step 20) is interrupted, after
+        # the checkpoints at step 10: every run resumes from 10, as one stack again.
         (
+            stacked_module,
+            "evaluate_stacked",
+            2,
+            [f"resuming medium/drpo/seed-{s} from step 10 of 40" for s in range(3)],
+        ),
+        # Checkpoints: seeds 0, 1, 2 at step 10, then seed 0 at 20; seed 1's at 20 is
+        # interrupted: seed 0 resumes from 20 alone, seeds 1 and 2 from 10 as a stack.
+        (
+            ResultStore,
+            "save_checkpoint",
             5,
             ["resuming medium/drpo/seed-0 from step 20 of 40"]
             + [f"resuming medium/drpo/seed-{s} from step 10 of 40" for s in (1, 2)],
@@ -226,18 +247,10 @@ class Interrupted(Exception):
     ],
 )
 def test_an_interrupted_stack_resumes_to_the_uninterrupted_numbers(
-    three_seeds, tmp_path, monkeypatch, call, messages
+    three_seeds, tmp_path, monkeypatch, owner, name, call, messages
 ):
     config, stacked, _ = three_seeds
-    calls = iter(range(1, 10_000))
-    real = runner.evaluate
-
-    def evaluate(*args, **kwargs):
-        if next(calls) == call:
-            raise Interrupted
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "evaluate", evaluate)
+    raise_at_call(monkeypatch, owner, name, call)
     with pytest.raises(Interrupted):
         run_benchmark(config, tmp_path, progress=False, echo=lambda *args: None)
     monkeypatch.undo()
@@ -246,7 +259,7 @@ def test_an_interrupted_stack_resumes_to_the_uninterrupted_numbers(
     assert heard == messages
     assert not list(tmp_path.rglob("*.ckpt.pt"))
     # All resumed together: the same stack, the same numbers exactly.
-    assert_same_records(stacked, resumed, exact=call == 4)
+    assert_same_records(stacked, resumed, exact=name == "evaluate_stacked")
 
 
 def test_unstackable_algorithms_fall_back_with_a_one_line_note(tmp_path):
@@ -338,3 +351,25 @@ def test_compiled_stack_gives_the_eager_numbers():
     compiled = stacked_terms(specs, batch, compile=True)
     for name in eager:
         torch.testing.assert_close(compiled[name], eager[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_stacks_policies_evaluated_in_one_rollout_score_as_each_alone(logged):
+    from drpo_rl.evaluation import evaluation_env
+    from drpo_rl.evaluation.online import evaluate_stacked
+
+    _, specs, _ = logged
+    algos = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        algos.append(build("drpo", specs, num_cells=16))
+    stack = StackedAlgorithm(algos)
+    envs = [evaluation_env(CONFIG.env_spec, 150, batch_size=100) for _ in algos]
+    seeds = [11, 12, 13]
+    together = evaluate_stacked(stack.policy(), envs, num_users=150, seeds=seeds)
+    for algo, env, seed, metrics in zip(algos, envs, seeds, together, strict=True):
+        alone = runner.evaluate(algo.policy, env, num_users=150, seed=seed)
+        assert_close(alone, metrics)
+        assert metrics["num_users"] == 150
+    assert together[0]["reward"] != together[1]["reward"]
+    with pytest.raises(ValueError, match="expected one seed per env, got 3 envs and 2 seeds"):
+        evaluate_stacked(stack.policy(), envs, num_users=150, seeds=seeds[:2])

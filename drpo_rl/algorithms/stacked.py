@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule
 from torch import nn
 
 from drpo_rl.algorithms.algorithm import Algorithm
@@ -270,6 +271,23 @@ class StackedAlgorithm:
             for param, old in zip(params, before, strict=True):
                 lr = self.lrs.to(param.device).reshape(-1, *[1] * (param.ndim - 1))
                 param.copy_(old + lr * (param - old))
+
+    def policy(self) -> TensorDictModule:
+        """The runs' policies as one module on batches ``[runs, ...]``: run ``k`` acts on
+        slice ``k``, with its parameters as of the last :meth:`write_back`."""
+        template = self.template.policy
+        stacked = torch.stack([TensorDict.from_module(a.policy) for a in self.algos]).detach()
+        keys = list(template.in_keys)
+
+        def act_one(tensors: TensorDictBase, *inputs: torch.Tensor) -> torch.Tensor:
+            data = TensorDict(dict(zip(keys, inputs, strict=True)), inputs[0].shape[:-1])
+            with tensors.to_module(template):
+                return template(data)["action"]
+
+        act = torch.vmap(act_one, in_dims=(0, *[0] * len(keys)))
+        return TensorDictModule(
+            lambda *inputs: act(stacked, *inputs), in_keys=keys, out_keys=["action"]
+        )
 
     def write_back(self) -> None:
         """Copy each run's slice (tensors and Adam moments) into its own algorithm."""

@@ -13,9 +13,10 @@ from its own buffer. At each learning-curve point the stack is written back into
 runs' own algorithms, and each run's :class:`~drpo_rl.benchmark.training.RunProgress`
 records its point, evaluates it and hands out its checkpoint, in the single-run format: a
 stacked run resumes from its checkpoints whether stacked again or alone, and ends with the
-numbers of the run trained alone, to float rounding. Evaluation stays one rollout per run:
-a simulator draws all its users and reward noise from one generator, so the users of runs
-with other evaluation seeds cannot share one batched env and stay those of the run alone.
+numbers of the run trained alone, to float rounding. The runs are evaluated together, in
+one rollout of a ``SerialEnv`` of their evaluation envs (each seeded as the run alone
+seeds it) with the stack's batched policy
+(:func:`~drpo_rl.evaluation.online.evaluate_stacked`).
 
 :func:`stack_check` tells, before any run is scheduled, whether an algorithm's runs can be
 stacked (one forward of two freshly built runs on a few logged rows); the grid trains
@@ -34,9 +35,16 @@ from tensordict import TensorDictBase
 
 from drpo_rl.algorithms.stacked import NotStackableError, StackedAlgorithm
 from drpo_rl.benchmark.presets import BenchmarkConfig
-from drpo_rl.benchmark.run import RunEnvs, execute_run, save_result, train_arguments
+from drpo_rl.benchmark.run import (
+    EVAL_SEED_OFFSET,
+    RunEnvs,
+    execute_run,
+    save_result,
+    train_arguments,
+)
 from drpo_rl.benchmark.store import ResultStore, RunKey
 from drpo_rl.benchmark.training import RunProgress, learner_view, prepare
+from drpo_rl.evaluation.online import evaluate_stacked
 
 __all__ = ["SHARED_ARGUMENTS", "execute_stack", "stack_check", "train_stacked"]
 
@@ -46,13 +54,20 @@ SHARED_ARGUMENTS = ("algorithm", "steps", "batch_size", "device", "curve_points"
 
 
 def train_stacked(
-    runs: Sequence[Mapping[str, Any]], *, compile: bool = False
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    compile: bool = False,
+    evaluate_runs: Callable[[Any, bool], list[dict[str, float]]] | None = None,
 ) -> list[dict[str, Any]]:
     """``[train(**run) for run in runs]``, trained as one batched model.
 
     Each ``run`` holds :func:`~drpo_rl.benchmark.training.train`'s arguments; the
     :data:`SHARED_ARGUMENTS` must be equal. ``compile`` compiles the batched forward.
-    A run's ``train_seconds`` is its share of the stack's training time.
+    ``evaluate_runs(policy, final)`` (optional) evaluates every run at once with the
+    stack's batched policy (:meth:`~drpo_rl.algorithms.stacked.StackedAlgorithm.policy`),
+    giving each run's metrics, those of its ``evaluate_policy``; without it, each run's
+    ``evaluate_policy`` is called. A run's ``train_seconds`` (and, evaluated at once,
+    ``eval_seconds``) is its share of the stack's.
 
     Raises :class:`~drpo_rl.algorithms.stacked.NotStackableError` (different shared
     arguments or shapes, runs resuming from different steps, a loss that cannot run under
@@ -106,9 +121,15 @@ def train_stacked(
         done = checkpoint
         stack.write_back()
         share = (time.perf_counter() - start) / len(runs)
+        evaluated: list[tuple[dict[str, float], float] | None] = [None] * len(runs)
+        if evaluate_runs is not None:
+            start = time.perf_counter()
+            metrics = evaluate_runs(stack.policy(), checkpoint == progress[0].steps)
+            seconds = (time.perf_counter() - start) / len(runs)
+            evaluated = [(run_metrics, seconds) for run_metrics in metrics]
         for index, run in enumerate(progress):
             run_terms = {name: value[index] for name, value in terms.items()}
-            run.reach(checkpoint, run_terms, batch[index], share)
+            run.reach(checkpoint, run_terms, batch[index], share, evaluated[index])
         start = time.perf_counter()
     return [p.result(int(run["rows"].numel())) for p, run in zip(progress, runs, strict=True)]
 
@@ -168,8 +189,23 @@ def execute_stack(
     for key in keys:
         rows = OfflineLogs(store.logs_path(key.scenario, key.seed))[:]
         prepared.append(train_arguments(key, config, rows, specs, envs, store))
+
+    def evaluate_runs(policy, final: bool) -> list[dict[str, float]]:
+        num_users = config.eval_users if final else config.curve_users
+        return evaluate_stacked(
+            policy,
+            envs.evaluations(num_users, len(keys)),
+            num_users=num_users,
+            device=envs.device,
+            seeds=[EVAL_SEED_OFFSET + key.seed for key in keys],
+        )
+
     try:
-        results = train_stacked([arguments for arguments, _ in prepared], compile=compile)
+        results = train_stacked(
+            [arguments for arguments, _ in prepared],
+            compile=compile,
+            evaluate_runs=evaluate_runs,
+        )
     except NotStackableError as error:
         echo(f"{_names(keys)}: trained run by run ({error})")
         results = None

@@ -238,9 +238,14 @@ class RunProgress:
         terms: dict[str, torch.Tensor],
         batch: TensorDictBase,
         train_seconds: float,
+        evaluated: tuple[dict[str, float], float] | None = None,
     ) -> None:
         """Record the learning-curve point ``checkpoint``, reached with the last update's
-        ``terms`` on ``batch`` after ``train_seconds`` more of training."""
+        ``terms`` on ``batch`` after ``train_seconds`` more of training.
+
+        ``evaluated``: the point's evaluation, ``(metrics, seconds)``, when made elsewhere
+        (a batched evaluation of several runs); else ``evaluate_policy`` makes it here.
+        """
         self.done = checkpoint
         self.train_seconds += train_seconds
         start = time.perf_counter()
@@ -249,7 +254,11 @@ class RunProgress:
             # The last training batch: monitoring draws nothing from the run's streams.
             self.monitored.append({"step": checkpoint, **self.monitor(self.algo, batch)})
         final = checkpoint == self.steps
-        metrics = self.evaluate_policy(self.algo.policy, final)
+        if evaluated is None:
+            metrics = self.evaluate_policy(self.algo.policy, final)
+        else:
+            metrics, seconds = evaluated
+            self.eval_seconds += seconds
         if final:
             self.final = metrics
         point.update(curve_metrics(metrics))

@@ -10,14 +10,15 @@ proportional to ``num_users`` is kept, so a million users is a loop of chunks.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
-from torchrl.envs import EnvBase
+from torchrl.envs import EnvBase, SerialEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
@@ -199,26 +200,81 @@ def evaluate(
             f"env: expected a one-dimensional batch size [users], got {tuple(env.batch_size)}"
         )
     steps = max_steps or _horizon(env) or 1
-    chunk = int(env.batch_size[0])
     env.set_seed(seed)
+    own_env = _bound_to(policy, env)
+    try:
+        (result,) = _roll(policy, env, [env], num_users, steps, device, price, progress)
+    finally:
+        if own_env is not None:
+            policy.bind(own_env)
+    return result
 
-    metrics = OnlineMetrics(
-        num_items=_num_items(env),
-        embeddings=_embeddings(env),
-        price=price,
-        multi_step=steps > 1,
-    )
+
+def evaluate_stacked(
+    policy: Callable[[TensorDictBase], TensorDictBase],
+    envs: Sequence[EnvBase],
+    *,
+    num_users: int,
+    seeds: Sequence[int],
+    device: str | torch.device = "cpu",
+    price: float = 5.0,
+    max_steps: int | None = None,
+) -> list[dict[str, float | int]]:
+    """:func:`evaluate` of several policies at once, in one batched rollout.
+
+    ``envs[k]`` (built envs of one batch size, e.g. by :func:`evaluation_env`) is re-seeded
+    with ``seeds[k]`` and becomes slice ``k`` of one TorchRL ``SerialEnv`` (batch
+    ``[K, users]``); ``policy`` acts on the whole ``[K, users]`` batch at once (e.g. the
+    runs of a :class:`~drpo_rl.algorithms.stacked.StackedAlgorithm`, each on its slice).
+    Returns the metrics of each slice: those :func:`evaluate` gives for that slice's
+    policy on ``envs[k]`` with ``seeds[k]``.
+    """
+    check_int("num_users", num_users)
+    check_int("max_steps", max_steps, optional=True)
+    device = check_device(device)
+    if len(envs) != len(seeds) or not envs:
+        raise ValueError(
+            f"envs, seeds: expected one seed per env, got {len(envs)} envs and {len(seeds)} seeds"
+        )
+    sizes = {tuple(env.batch_size) for env in envs}
+    if len(sizes) != 1 or len(sizes.copy().pop()) != 1:
+        raise ValueError(f"envs: expected one one-dimensional batch size, got {sorted(sizes)}")
+    for env, seed in zip(envs, seeds, strict=True):
+        env.set_seed(seed)
+    steps = max_steps or _horizon(envs[0]) or 1
+    stacked = SerialEnv(len(envs), [functools.partial(_same, env) for env in envs])
+    return _roll(policy, stacked, list(envs), num_users, steps, device, price, False)
+
+
+def _same(env: EnvBase) -> EnvBase:
+    return env
+
+
+def _roll(policy, env, parts, num_users, steps, device, price, progress):
+    """Roll ``policy`` through ``env`` (one of ``parts``, or their ``SerialEnv``) in chunks
+    of its users; the metrics of each part."""
+    chunk = int(parts[0].batch_size[0])
+    metrics = [
+        OnlineMetrics(
+            num_items=_num_items(part),
+            embeddings=_embeddings(part),
+            price=price,
+            multi_step=steps > 1,
+        )
+        for part in parts
+    ]
     num_chunks = math.ceil(num_users / chunk)
+    frames = len(parts) * chunk * steps
     collector = Collector(
         env,
         policy,
-        frames_per_batch=chunk * steps,
-        total_frames=chunk * steps * num_chunks,
+        frames_per_batch=frames,
+        total_frames=frames * num_chunks,
         device=device,
         # Every chunk starts fresh users. An env whose sessions last exactly one step is
         # already reset by the collector after that step, so resetting again would only
         # waste one env reset per chunk.
-        reset_at_each_iter=not (steps == 1 and _horizon(env) == 1),
+        reset_at_each_iter=not (steps == 1 and _horizon(parts[0]) == 1),
         exploration_type=ExplorationType.DETERMINISTIC,
         track_traj_ids=False,
         # Preallocated output buffers cost a fake rollout (policy and env) at construction,
@@ -231,18 +287,16 @@ def evaluate(
         trust_policy=True if not _has_tensors(policy) else None,
     )
     remaining = num_users
-    own_env = _bound_to(policy, env)
     try:
         with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
             bar = tqdm(
                 collector, total=num_chunks, desc="evaluate", unit="chunk", disable=not progress
             )
             for batch in bar:
-                batch = batch.reshape(chunk, steps)
-                metrics.update(batch, num_users=min(remaining, chunk))
+                batch = batch.reshape(len(parts), chunk, steps)
+                for part, part_metrics in enumerate(metrics):
+                    part_metrics.update(batch[part], num_users=min(remaining, chunk))
                 remaining -= chunk
     finally:
         collector.shutdown(close_env=False)
-        if own_env is not None:
-            policy.bind(own_env)
-    return metrics.result()
+    return [part_metrics.result() for part_metrics in metrics]
