@@ -197,6 +197,25 @@ class RunProgress:
     ``on_checkpoint``; :meth:`result` is the run's record fields. ``resume`` (a state
     ``on_checkpoint`` received) is loaded into ``algo`` and ``generator`` here;
     :attr:`done` is then its step.
+
+    Example:
+        >>> import torch
+        >>> from drpo_rl.algorithms import build
+        >>> from drpo_rl.models import PolicySpecs
+        >>> algo = build("bc", PolicySpecs(obs_dim=3, action_dim=2), num_cells=8)
+        >>> saved = []
+        >>> run = RunProgress(
+        ...     algo, torch.Generator(), torch.device("cpu"), steps=4, curve_points=2,
+        ...     evaluate_policy=lambda policy, final: {"reward": 0.9 if final else 0.5},
+        ...     on_checkpoint=saved.append)
+        >>> run.checkpoints
+        [2, 4]
+        >>> run.reach(2, {"loss_bc": torch.tensor(1.5)}, None, train_seconds=0.1)
+        >>> [state["step"] for state in saved]  # a checkpoint at each point but the last
+        [2]
+        >>> run.reach(4, {"loss_bc": torch.tensor(1.0)}, None, train_seconds=0.1)
+        >>> [(p["step"], p["loss_bc"], p["eval_reward"]) for p in run.result(100)["curve"]]
+        [(2, 1.5, 0.5), (4, 1.0, 0.9)]
     """
 
     def __init__(
