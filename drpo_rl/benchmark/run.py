@@ -83,20 +83,23 @@ class RunEnvs:
         self.device = torch.device(config.device)
         self.specs_env = self.spec.make(device=self.device)
         self._evaluation: dict[int, Any] = {}
-        self._stacked: dict[int, list] = {}
+        self._stacked: dict[tuple[int, int], Any] = {}
 
     def evaluation(self, num_users: int):
         if num_users not in self._evaluation:
             self._evaluation[num_users] = evaluation_env(self.spec, num_users, device=self.device)
         return self._evaluation[num_users]
 
-    def evaluations(self, num_users: int, count: int) -> list:
-        """``count`` distinct envs like :meth:`evaluation`'s, for a batched evaluation of
+    def evaluations(self, num_users: int, count: int):
+        """``count`` envs like :meth:`evaluation`'s as one
+        :class:`~drpo_rl.evaluation.online.EnvStack`, for a batched evaluation of
         ``count`` runs (:func:`~drpo_rl.evaluation.online.evaluate_stacked`)."""
-        envs = self._stacked.setdefault(num_users, [])
-        while len(envs) < count:
-            envs.append(evaluation_env(self.spec, num_users, device=self.device))
-        return envs[:count]
+        from drpo_rl.evaluation.online import EnvStack
+
+        if (num_users, count) not in self._stacked:
+            envs = [evaluation_env(self.spec, num_users, device=self.device) for _ in range(count)]
+            self._stacked[num_users, count] = EnvStack(envs)
+        return self._stacked[num_users, count]
 
 
 def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey, envs: RunEnvs) -> None:

@@ -210,9 +210,36 @@ def evaluate(
     return result
 
 
+class EnvStack:
+    """Built envs of one batch size ``[users]`` side by side: one TorchRL ``SerialEnv`` of
+    batch ``[len(envs), users]``, built once (building one checks every env's specs) and
+    reused by :func:`evaluate_stacked`.
+
+    Example:
+        >>> stack = EnvStack([evaluation_env("UserSession", 10) for _ in range(3)])
+        >>> stack.env.batch_size, len(stack.envs)
+        (torch.Size([3, 10]), 3)
+        >>> EnvStack([evaluation_env("UserSession", 10), evaluation_env("UserSession", 20)])
+        Traceback (most recent call last):
+        ...
+        ValueError: envs: expected one one-dimensional batch size, got [(10,), (20,)]
+    """
+
+    def __init__(self, envs: Sequence[EnvBase]) -> None:
+        sizes = sorted({tuple(env.batch_size) for env in envs})
+        if len(sizes) != 1 or len(sizes[0]) != 1:
+            raise ValueError(f"envs: expected one one-dimensional batch size, got {sizes}")
+        self.envs = list(envs)
+        self.env = SerialEnv(len(self.envs), [functools.partial(_same, e) for e in self.envs])
+
+
+def _same(env: EnvBase) -> EnvBase:
+    return env
+
+
 def evaluate_stacked(
     policy: Callable[[TensorDictBase], TensorDictBase],
-    envs: Sequence[EnvBase],
+    envs: Sequence[EnvBase] | EnvStack,
     *,
     num_users: int,
     seeds: Sequence[int],
@@ -222,32 +249,27 @@ def evaluate_stacked(
 ) -> list[dict[str, float | int]]:
     """:func:`evaluate` of several policies at once, in one batched rollout.
 
-    ``envs[k]`` (built envs of one batch size, e.g. by :func:`evaluation_env`) is re-seeded
-    with ``seeds[k]`` and becomes slice ``k`` of one TorchRL ``SerialEnv`` (batch
-    ``[K, users]``); ``policy`` acts on the whole ``[K, users]`` batch at once (e.g. the
-    runs of a :class:`~drpo_rl.algorithms.stacked.StackedAlgorithm`, each on its slice).
-    Returns the metrics of each slice: those :func:`evaluate` gives for that slice's
-    policy on ``envs[k]`` with ``seeds[k]``.
+    ``envs[k]`` (built envs of one batch size, e.g. by :func:`evaluation_env`, or their
+    :class:`EnvStack`) is re-seeded with ``seeds[k]`` and becomes slice ``k`` of one
+    TorchRL ``SerialEnv`` (batch ``[K, users]``); ``policy`` acts on the whole
+    ``[K, users]`` batch at once (e.g. the runs of a
+    :class:`~drpo_rl.algorithms.stacked.StackedAlgorithm`, each on its slice). Returns the
+    metrics of each slice: those :func:`evaluate` gives for that slice's policy on
+    ``envs[k]`` with ``seeds[k]``.
     """
     check_int("num_users", num_users)
     check_int("max_steps", max_steps, optional=True)
     device = check_device(device)
-    if len(envs) != len(seeds) or not envs:
+    stack = envs if isinstance(envs, EnvStack) else EnvStack(envs)
+    if len(stack.envs) != len(seeds):
         raise ValueError(
-            f"envs, seeds: expected one seed per env, got {len(envs)} envs and {len(seeds)} seeds"
+            f"envs, seeds: expected one seed per env, got {len(stack.envs)} envs and "
+            f"{len(seeds)} seeds"
         )
-    sizes = {tuple(env.batch_size) for env in envs}
-    if len(sizes) != 1 or len(sizes.copy().pop()) != 1:
-        raise ValueError(f"envs: expected one one-dimensional batch size, got {sorted(sizes)}")
-    for env, seed in zip(envs, seeds, strict=True):
+    for env, seed in zip(stack.envs, seeds, strict=True):
         env.set_seed(seed)
-    steps = max_steps or _horizon(envs[0]) or 1
-    stacked = SerialEnv(len(envs), [functools.partial(_same, env) for env in envs])
-    return _roll(policy, stacked, list(envs), num_users, steps, device, price, False)
-
-
-def _same(env: EnvBase) -> EnvBase:
-    return env
+    steps = max_steps or _horizon(stack.envs[0]) or 1
+    return _roll(policy, stack.env, stack.envs, num_users, steps, device, price, False)
 
 
 def _roll(policy, env, parts, num_users, steps, device, price, progress):
