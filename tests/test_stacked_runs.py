@@ -195,7 +195,11 @@ def three_seeds(tmp_path_factory):
         "tiny", algorithms=("drpo", "apg"), references=(), seeds=(0, 1, 2), steps=40, curve_points=4
     )
     quiet = lambda *args: None  # noqa: E731
-    stacked = run_benchmark(config, tmp_path_factory.mktemp("stacked"), progress=False, echo=quiet)
+    with pytest.MonkeyPatch.context() as patch:
+        # Evaluated in one batched rollout per stack here too (by default on CUDA only).
+        patch.setattr(stacked_module, "BATCHED_EVALUATION", ("cpu",))
+        out = tmp_path_factory.mktemp("stacked")
+        stacked = run_benchmark(config, out, progress=False, echo=quiet)
     alone = run_benchmark(
         config, tmp_path_factory.mktemp("alone"), progress=False, echo=quiet, max_stack=1
     )
@@ -250,10 +254,12 @@ def test_an_interrupted_stack_resumes_to_the_uninterrupted_numbers(
     three_seeds, tmp_path, monkeypatch, owner, name, call, messages
 ):
     config, stacked, _ = three_seeds
+    monkeypatch.setattr(stacked_module, "BATCHED_EVALUATION", ("cpu",))
     raise_at_call(monkeypatch, owner, name, call)
     with pytest.raises(Interrupted):
         run_benchmark(config, tmp_path, progress=False, echo=lambda *args: None)
     monkeypatch.undo()
+    monkeypatch.setattr(stacked_module, "BATCHED_EVALUATION", ("cpu",))
     heard: list[str] = []
     resumed = run_benchmark(config, tmp_path, progress=False, echo=heard.append)
     assert heard == messages
