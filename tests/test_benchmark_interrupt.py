@@ -179,7 +179,8 @@ def test_sigterm_without_workers_stops_cleanly_and_resumes(
     calls, real = [], runner.evaluate
 
     # SIGTERM arrives during the 3rd online evaluation (bc-expert's first, after oracle's
-    # and behaviour's): the single process is in the middle of a run.
+    # and behaviour's): the single process is in the middle of a run. One run at a time
+    # (--max-stack 1), so that the runs go in the grid's order.
     def evaluate(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
@@ -189,7 +190,8 @@ def test_sigterm_without_workers_stops_cleanly_and_resumes(
     monkeypatch.setattr(runner, "evaluate", evaluate)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     out = tmp_path / "out"
-    assert main(["bench", *ARGS, "--workers", "1", "--out", str(out)]) == 143
+    argv = ["bench", *ARGS, "--workers", "1", "--max-stack", "1", "--out", str(out)]
+    assert main(argv) == 143
     assert capsys.readouterr().err == (
         "drpo-rl bench: interrupted after 2 of 10 runs (0 finished earlier); "
         "re-run with the same --out to resume\n"

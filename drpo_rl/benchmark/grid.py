@@ -9,10 +9,16 @@ loaded and listed as skipped, and a run interrupted while training continues fro
 checkpoint (a learning-curve point), ending with the numbers an uninterrupted run would
 have given.
 
-Runs are independent (each seeds everything it draws), so they may be spread over worker
-processes (:mod:`drpo_rl.benchmark.pool`); a run gives the same numbers whichever process
-does it, as long as every process uses the same number of torch threads (the workers and
-the command line use one).
+The trained runs of one algorithm (every scenario and seed; those of a resumed benchmark
+grouped by the step their checkpoints are at) are trained as one batched model
+(:mod:`drpo_rl.benchmark.stacked`, at most ``max_stack`` runs a stack), with the numbers
+each run gives alone, to float rounding; :func:`schedule` makes these groups, and an
+algorithm whose losses cannot be stacked is trained run by run, with a one-line note.
+
+Runs are independent (each seeds everything it draws), so they (and the stacks) may be
+spread over worker processes (:mod:`drpo_rl.benchmark.pool`); a run gives the same numbers
+whichever process does it, as long as every process uses the same number of torch threads
+(the workers and the command line use one).
 
 A ``KeyboardInterrupt`` (Ctrl-C; ``drpo-rl bench`` turns SIGTERM into one too) stops the
 benchmark cleanly: no further run starts, the worker processes are terminated and waited
@@ -35,7 +41,9 @@ from tqdm.auto import tqdm
 
 from drpo_rl.benchmark.pool import BACKENDS, run_in_workers, run_on_ray
 from drpo_rl.benchmark.presets import BenchmarkConfig
+from drpo_rl.benchmark.references import UNTRAINED, trained_algorithm
 from drpo_rl.benchmark.run import RunEnvs, checkpoint_settings, execute_run, open_logs
+from drpo_rl.benchmark.stacked import execute_stack, stack_check
 from drpo_rl.benchmark.store import LOCK_FILE, ResultStore, RunKey
 from drpo_rl.console import quiet_torchrl
 from envs.common.checks import check_choice
@@ -120,6 +128,67 @@ def plan(config: BenchmarkConfig) -> list[RunKey]:
     ]
 
 
+#: The most runs trained as one batched model by default (see :func:`schedule`).
+DEFAULT_MAX_STACK = 64
+
+
+def schedule(
+    config: BenchmarkConfig,
+    todo: list[RunKey],
+    store: ResultStore,
+    resumed: dict[RunKey, int],
+    *,
+    max_stack: int = DEFAULT_MAX_STACK,
+    echo: Callable[[str], None] = print,
+) -> list[tuple[RunKey, ...]]:
+    """The runs ``todo`` as units of work: stacks of trained runs, then single runs.
+
+    The trained runs of one algorithm that resume from the same step (``resumed``: a run's
+    checkpoint step; 0 for a fresh run) form a group, cut into stacks of at most
+    ``max_stack``; an algorithm whose losses cannot be stacked
+    (:func:`~drpo_rl.benchmark.stacked.stack_check` on the first logs) keeps its runs
+    single, saying why through ``echo``. Reference rows without training are single runs.
+    Largest units first, so that worker processes finish together.
+
+    Example:
+        >>> from drpo_rl.benchmark.presets import PRESETS
+        >>> todo = plan(PRESETS["tiny"])
+        >>> [len(unit) for unit in schedule(PRESETS["tiny"], todo, None, {}, max_stack=1)]
+        [1, 1, 1, 1, 1]
+    """
+    groups: dict[tuple[str, int], list[RunKey]] = {}
+    for key in todo:
+        if key.algorithm not in UNTRAINED and max_stack > 1:
+            groups.setdefault((key.algorithm, resumed.get(key, 0)), []).append(key)
+    stacked = {key for keys in groups.values() if len(keys) > 1 for key in keys}
+    problems: dict[str, str | None] = {}
+    units: list[tuple[RunKey, ...]] = []
+    for (algorithm, _), keys in groups.items():
+        if len(keys) == 1:
+            continue
+        if algorithm not in problems:
+            problems[algorithm] = _stack_problem(config, store, keys[0])
+            if problems[algorithm] is not None:
+                echo(f"{algorithm}: trained run by run ({problems[algorithm]})")
+        if problems[algorithm] is not None:
+            stacked -= set(keys)
+            continue
+        units.extend(tuple(keys[i : i + max_stack]) for i in range(0, len(keys), max_stack))
+    units.extend((key,) for key in todo if key not in stacked)
+    return sorted(units, key=len, reverse=True)
+
+
+def _stack_problem(config: BenchmarkConfig, store: ResultStore, key: RunKey) -> str | None:
+    from drpo_rl.data import OfflineLogs
+    from drpo_rl.models import PolicySpecs
+
+    specs = PolicySpecs.from_env(config.env_spec.make(device="cpu"))
+    rows = OfflineLogs(store.logs_path(key.scenario, key.seed))[:8].to("cpu")
+    algorithm = trained_algorithm(key.algorithm)
+    hparams = dict(config.hparams.get(key.algorithm, {}))
+    return stack_check(algorithm, specs, rows, hparams=hparams)
+
+
 def run_benchmark(
     config: BenchmarkConfig,
     out_dir: str | Path,
@@ -130,11 +199,15 @@ def run_benchmark(
     wait: bool = False,
     backend: str = "processes",
     address: str | None = None,
+    max_stack: int = DEFAULT_MAX_STACK,
+    compile: bool = False,
 ) -> BenchmarkReport:
     """Run (or resume) the benchmark ``config`` in ``out_dir`` with ``workers`` processes.
 
-    ``backend="ray"`` does each run as a Ray task instead (local Ray, or the cluster at
-    ``address``; ``workers`` is then Ray's business) with the same records.
+    ``backend="ray"`` does each unit of work as a Ray task instead (local Ray, or the
+    cluster at ``address``; ``workers`` is then Ray's business) with the same records.
+    At most ``max_stack`` runs train as one batched model (1: every run alone, the
+    single-run path); ``compile`` compiles the stacks' batched forward (``torch.compile``).
 
     Only one benchmark writes a folder at a time: while another holds ``out_dir``'s lock,
     this raises :class:`~envs.common.locks.FolderBusyError` naming it, or, with ``wait``,
@@ -157,6 +230,8 @@ def run_benchmark(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     check_choice("backend", backend, BACKENDS)
+    if not isinstance(max_stack, int) or isinstance(max_stack, bool) or max_stack < 1:
+        raise ValueError(f"max_stack: expected a positive integer, got {max_stack!r}")
     out_dir = Path(out_dir)
     with exclusive_lock(
         out_dir / LOCK_FILE,
@@ -173,6 +248,8 @@ def run_benchmark(
             echo=echo,
             backend=backend,
             address=address,
+            max_stack=max_stack,
+            compile=compile,
         )
 
 
@@ -183,8 +260,10 @@ def _run_benchmark(
     workers: int,
     progress: bool,
     echo: Callable[[str], None],
-    backend: str = "processes",
-    address: str | None = None,
+    backend: str,
+    address: str | None,
+    max_stack: int,
+    compile: bool,
 ) -> BenchmarkReport:
     start = time.perf_counter()
     store = ResultStore(out_dir)
@@ -205,37 +284,40 @@ def _run_benchmark(
         store.load(key)
         # Left by an interruption between writing the record and deleting the checkpoint.
         store.checkpoint_path(key).unlink(missing_ok=True)
+    resumed: dict[RunKey, int] = {}
     for key in todo:
         # Read here too (not only by the run) so that a bad checkpoint stops the
         # benchmark before any work, and the user hears which runs continue.
         state = store.load_checkpoint(key, checkpoint_settings(config, key))
         if state is not None:
             echo(f"resuming {key} from step {state['step']} of {config.steps}")
+            resumed[key] = state["step"]
 
     ran: list[RunKey] = []
     try:
         for scenario, seed in dict.fromkeys((k.scenario, k.seed) for k in todo):
             open_logs(config, store, scenario, seed, progress=progress)
+        units = schedule(config, todo, store, resumed, max_stack=max_stack, echo=echo)
         with tqdm(
             total=len(todo), desc="bench", unit="run", disable=not progress or not todo
         ) as bar:
 
-            def finished(key: RunKey) -> None:
-                ran.append(key)
-                bar.set_postfix_str(str(key))
-                bar.update()
+            def finished(unit: tuple[RunKey, ...]) -> None:
+                ran.extend(unit)
+                bar.set_postfix_str(", ".join(str(key) for key in unit))
+                bar.update(len(unit))
 
             if backend == "ray":
-                task = functools.partial(_execute_in_worker, config, store.root)
-                run_on_ray(task, todo, finished, address=address, initializer=_init_worker)
-            elif workers == 1 or len(todo) <= 1:
+                task = functools.partial(_execute_in_worker, config, store.root, compile)
+                run_on_ray(task, units, finished, address=address, initializer=_init_worker)
+            elif workers == 1 or len(units) <= 1:
                 envs = RunEnvs(config)
-                for key in todo:
-                    execute_run(config, store.root, key, envs)
-                    finished(key)
+                for unit in units:
+                    _execute_unit(config, store.root, unit, envs, compile, echo)
+                    finished(unit)
             else:
-                task = functools.partial(_execute_in_worker, config, store.root)
-                run_in_workers(task, todo, workers, finished, initializer=_init_worker)
+                task = functools.partial(_execute_in_worker, config, store.root, compile)
+                run_in_workers(task, units, workers, finished, initializer=_init_worker)
     except KeyboardInterrupt as interrupt:
         raise BenchmarkInterrupted(
             finished=sum(store.has(k) for k in keys),
@@ -259,11 +341,27 @@ def _run_benchmark(
 _worker_envs: RunEnvs | None = None
 
 
-def _execute_in_worker(config: BenchmarkConfig, out_dir: Path, key: RunKey) -> None:
+def _execute_in_worker(
+    config: BenchmarkConfig, out_dir: Path, compile: bool, unit: tuple[RunKey, ...]
+) -> None:
     global _worker_envs
     if _worker_envs is None:
         _worker_envs = RunEnvs(config)
-    execute_run(config, out_dir, key, _worker_envs)
+    _execute_unit(config, out_dir, unit, _worker_envs, compile, print)
+
+
+def _execute_unit(
+    config: BenchmarkConfig,
+    out_dir: Path,
+    unit: tuple[RunKey, ...],
+    envs: RunEnvs,
+    compile: bool,
+    echo: Callable[[str], None],
+) -> None:
+    if len(unit) == 1:
+        execute_run(config, out_dir, unit[0], envs)
+    else:
+        execute_stack(config, out_dir, unit, envs, compile=compile, echo=echo)
 
 
 def _init_worker() -> None:

@@ -84,11 +84,23 @@ class RunEnvs:
         self.device = torch.device(config.device)
         self.specs_env = self.spec.make(device=self.device)
         self._evaluation: dict[int, Any] = {}
+        self._stacked: dict[tuple[int, int], Any] = {}
 
     def evaluation(self, num_users: int):
         if num_users not in self._evaluation:
             self._evaluation[num_users] = evaluation_env(self.spec, num_users, device=self.device)
         return self._evaluation[num_users]
+
+    def evaluations(self, num_users: int, count: int):
+        """``count`` envs like :meth:`evaluation`'s as one
+        :class:`~drpo_rl.evaluation.online.EnvStack`, for a batched evaluation of
+        ``count`` runs (:func:`~drpo_rl.evaluation.online.evaluate_stacked`)."""
+        from drpo_rl.evaluation.online import EnvStack
+
+        if (num_users, count) not in self._stacked:
+            envs = [evaluation_env(self.spec, num_users, device=self.device) for _ in range(count)]
+            self._stacked[num_users, count] = EnvStack(envs)
+        return self._stacked[num_users, count]
 
 
 def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey, envs: RunEnvs) -> None:
@@ -102,11 +114,7 @@ def execute_run(config: BenchmarkConfig, out_dir: Path, key: RunKey, envs: RunEn
     rows = OfflineLogs(store.logs_path(key.scenario, key.seed))[:]
     if config.sessions:
         check_sessions(rows, max_length=config.env_spec.config.max_length)
-    record = _run_one(key, config, rows, PolicySpecs.from_env(envs.specs_env), envs, store)
-    policy = record.pop("policy", None)
-    if policy is not None:
-        store.save_policy(key, policy.state_dict())
-    store.save(key, record)
+    _run_one(key, config, rows, PolicySpecs.from_env(envs.specs_env), envs, store)
 
 
 def _record(key: RunKey, kind: str, config: BenchmarkConfig, **fields: Any) -> dict[str, Any]:
@@ -120,14 +128,8 @@ def _record(key: RunKey, kind: str, config: BenchmarkConfig, **fields: Any) -> d
     }
 
 
-def _run_one(
-    key: RunKey,
-    config: BenchmarkConfig,
-    rows: TensorDictBase,
-    specs: Any,
-    envs: RunEnvs,
-    store: ResultStore,
-) -> dict[str, Any]:
+def _evaluator(key: RunKey, config: BenchmarkConfig, envs: RunEnvs):
+    """``evaluate_policy(policy, final)`` of the run ``key``: its users, final or curve size."""
     eval_seed = EVAL_SEED_OFFSET + key.seed
 
     def evaluate_policy(policy, final: bool) -> dict[str, float]:
@@ -140,7 +142,63 @@ def _run_one(
             seed=eval_seed,
         )
 
+    return evaluate_policy
+
+
+def train_arguments(
+    key: RunKey,
+    config: BenchmarkConfig,
+    rows: TensorDictBase,
+    specs: Any,
+    envs: RunEnvs,
+    store: ResultStore,
+) -> tuple[dict[str, Any], str]:
+    """The :func:`~drpo_rl.benchmark.training.train` arguments of the trained run ``key``
+    (its checkpoint, if any, loaded as ``resume``), and its record kind."""
+    settings = checkpoint_settings(config, key)
+    if trained_algorithm(key.algorithm) != key.algorithm:  # bc-expert
+        train_rows, kind = expert_rows(rows), "reference"
+    else:
+        train_rows, kind = rows, "learner"
+    arguments = {
+        "algorithm": trained_algorithm(key.algorithm),
+        "rows": train_rows,
+        "specs": specs,
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": key.seed,
+        "device": envs.device,
+        "hparams": config.algorithm_hparams(key.algorithm),
+        "curve_points": config.curve_points,
+        "evaluate_policy": _evaluator(key, config, envs),
+        "monitor": monitor_for(key.algorithm) if kind == "learner" else None,
+        "on_checkpoint": lambda state: store.save_checkpoint(key, state, settings),
+        "resume": store.load_checkpoint(key, settings),
+    }
+    return arguments, kind
+
+
+def save_result(
+    key: RunKey, kind: str, config: BenchmarkConfig, store: ResultStore, result: dict[str, Any]
+) -> None:
+    """Save a trained run's record (and its policy's weights) from ``train``'s result."""
+    result = dict(result)
+    policy = result.pop("policy")
+    store.save_policy(key, policy.state_dict())
+    store.save(key, _record(key, kind, config, **result))
+
+
+def _run_one(
+    key: RunKey,
+    config: BenchmarkConfig,
+    rows: TensorDictBase,
+    specs: Any,
+    envs: RunEnvs,
+    store: ResultStore,
+) -> None:
     if key.algorithm in UNTRAINED:
+        evaluate_policy = _evaluator(key, config, envs)
         started = time.perf_counter()
         if key.algorithm == ORACLE:
             policy = oracle_policy(envs.specs_env)
@@ -149,37 +207,19 @@ def _run_one(
         else:
             policy = behaviour_policy(envs.specs_env, key.scenario, key.seed)
         metrics = evaluate_policy(policy, True)
-        return _record(
+        record = _record(
             key, "reference", config, metrics=metrics, eval_seconds=time.perf_counter() - started
         )
-    settings = checkpoint_settings(config, key)
-    if trained_algorithm(key.algorithm) != key.algorithm:  # bc-expert
-        train_rows, kind = expert_rows(rows), "reference"
-    else:
-        train_rows, kind = rows, "learner"
-    resume = store.load_checkpoint(key, settings)
+        store.save(key, record)
+        return
+    arguments, kind = train_arguments(key, config, rows, specs, envs, store)
     try:
-        result = train(
-            trained_algorithm(key.algorithm),
-            train_rows,
-            specs,
-            steps=config.steps,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            seed=key.seed,
-            device=envs.device,
-            hparams=config.algorithm_hparams(key.algorithm),
-            curve_points=config.curve_points,
-            evaluate_policy=evaluate_policy,
-            monitor=monitor_for(key.algorithm) if kind == "learner" else None,
-            on_checkpoint=lambda state: store.save_checkpoint(key, state, settings),
-            resume=resume,
-        )
+        result = train(**arguments)
     except ValueError as error:
-        # training._restore's refusal of a state that does not fit this run names no file.
-        if resume is None or not str(error).startswith("training state"):
+        # training.restore_state's refusal of a state that does not fit this run names no file.
+        if arguments["resume"] is None or not str(error).startswith("training state"):
             raise
         raise BenchmarkFolderError(
             f"{store.checkpoint_path(key)}: {error}; delete it to start the run again"
         ) from error
-    return _record(key, kind, config, **result)
+    save_result(key, kind, config, store, result)

@@ -98,6 +98,36 @@ def curve_steps(steps: int, points: int) -> list[int]:
     return sorted({round(steps * (i + 1) / points) for i in range(points)})
 
 
+def prepare(
+    algorithm: str,
+    rows: TensorDictBase,
+    specs: Any,
+    *,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+    hparams: dict[str, Any],
+) -> tuple[Any, torch.Generator, TensorDictReplayBuffer]:
+    """A run's algorithm on ``device``, its sampling generator and its buffer of ``rows``.
+
+    Seeded as :func:`train` seeds them, so that a run prepared here (e.g. one of a stack
+    trained by :mod:`drpo_rl.benchmark.stacked`) starts exactly as the run alone.
+    """
+    from drpo_rl.algorithms import build
+    from drpo_rl.algorithms.registry import check_logged_keys
+
+    check_logged_keys(algorithm, hparams, set(rows.keys(True, True)))
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    buffer = replay_buffer(learner_view(rows), batch_size=batch_size, generator=generator)
+    algo = build(algorithm, specs, lr=lr, batch_size=batch_size, **hparams)
+    algo.policy.to(device)
+    for module in algo.loss_modules.values():
+        module.to(device)
+    return algo, generator, buffer
+
+
 def train(
     algorithm: str,
     rows: TensorDictBase,
@@ -129,70 +159,177 @@ def train(
     metrics)`` (optional) sees each learning-curve point and its evaluation as they come;
     returning True stops training there (early stopping), that evaluation being the final.
     """
-    from drpo_rl.algorithms import build
-    from drpo_rl.algorithms.registry import check_logged_keys
-
-    check_logged_keys(algorithm, hparams, set(rows.keys(True, True)))
-    torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    buffer = replay_buffer(learner_view(rows), batch_size=batch_size, generator=generator)
-    algo = build(algorithm, specs, lr=lr, batch_size=batch_size, **hparams)
-    algo.policy.to(device)
-    for module in algo.loss_modules.values():
-        module.to(device)
-
-    checkpoints = curve_steps(steps, curve_points)
-    curve: list[dict[str, float]] = []
-    monitored: list[dict[str, float]] = []
-    train_seconds = eval_seconds = 0.0
-    done = 0
-    if resume is not None:
-        done = _restore(resume, algo, generator, device, resumable=checkpoints[:-1])
-        curve, monitored = list(resume["curve"]), list(resume["monitor"])
-        train_seconds, eval_seconds = resume["train_seconds"], resume["eval_seconds"]
+    algo, generator, buffer = prepare(
+        algorithm,
+        rows,
+        specs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        hparams=hparams,
+    )
+    run = RunProgress(
+        algo,
+        generator,
+        device,
+        steps=steps,
+        curve_points=curve_points,
+        evaluate_policy=evaluate_policy,
+        monitor=monitor,
+        on_checkpoint=on_checkpoint,
+        resume=resume,
+        on_point=on_point,
+    )
     start = time.perf_counter()
-    for checkpoint in checkpoints:
-        if checkpoint <= done:
+    for checkpoint in run.checkpoints:
+        if checkpoint <= run.done:
             continue
         terms: dict[str, torch.Tensor] = {}
-        for _ in range(checkpoint - done):
+        for _ in range(checkpoint - run.done):
             batch = buffer.sample()
             terms = algo.update(batch)
-        done = checkpoint
-        train_seconds += time.perf_counter() - start
+        if run.reach(checkpoint, terms, batch, time.perf_counter() - start):
+            break
+        start = time.perf_counter()
+    return run.result(int(rows.numel()))
+
+
+class RunProgress:
+    """One run's progress through its learning-curve points, whoever does the updates.
+
+    :func:`train` (one run) and :mod:`drpo_rl.benchmark.stacked` (many runs as one batched
+    model) both step the run's algorithm up to each point of :attr:`checkpoints` and then
+    call :meth:`reach`, which records the curve point (the step's terms, the monitor's
+    diagnostics of the last batch, an evaluation) and hands a checkpoint to
+    ``on_checkpoint``; :meth:`result` is the run's record fields. ``resume`` (a state
+    ``on_checkpoint`` received) is loaded into ``algo`` and ``generator`` here;
+    :attr:`done` is then its step.
+
+    Example:
+        >>> import torch
+        >>> from drpo_rl.algorithms import build
+        >>> from drpo_rl.models import PolicySpecs
+        >>> algo = build("bc", PolicySpecs(obs_dim=3, action_dim=2), num_cells=8)
+        >>> saved = []
+        >>> run = RunProgress(
+        ...     algo, torch.Generator(), torch.device("cpu"), steps=4, curve_points=2,
+        ...     evaluate_policy=lambda policy, final: {"reward": 0.9 if final else 0.5},
+        ...     on_checkpoint=saved.append)
+        >>> run.checkpoints
+        [2, 4]
+        >>> run.reach(2, {"loss_bc": torch.tensor(1.5)}, None, train_seconds=0.1)  # not the end
+        False
+        >>> [state["step"] for state in saved]  # a checkpoint at each point but the last
+        [2]
+        >>> run.reach(4, {"loss_bc": torch.tensor(1.0)}, None, train_seconds=0.1)
+        True
+        >>> [(p["step"], p["loss_bc"], p["eval_reward"]) for p in run.result(100)["curve"]]
+        [(2, 1.5, 0.5), (4, 1.0, 0.9)]
+    """
+
+    def __init__(
+        self,
+        algo: Any,
+        generator: torch.Generator,
+        device: torch.device,
+        *,
+        steps: int,
+        curve_points: int,
+        evaluate_policy: Callable[[Any, bool], dict[str, float]],
+        monitor: Callable[[Any, TensorDictBase], dict[str, float]] | None = None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        resume: dict[str, Any] | None = None,
+        on_point: Callable[[dict[str, float], dict[str, float]], bool] | None = None,
+    ) -> None:
+        self.algo, self.generator, self.device = algo, generator, device
+        self.on_point = on_point
+        self.steps = steps
+        self.checkpoints = curve_steps(steps, curve_points)
+        self.evaluate_policy, self.monitor, self.on_checkpoint = (
+            evaluate_policy,
+            monitor,
+            on_checkpoint,
+        )
+        self.curve: list[dict[str, float]] = []
+        self.monitored: list[dict[str, float]] = []
+        self.train_seconds = self.eval_seconds = 0.0
+        self.done = 0
+        self.final: dict[str, float] = {}
+        if resume is not None:
+            resumable = self.checkpoints[:-1]
+            self.done = restore_state(resume, algo, generator, device, resumable=resumable)
+            self.curve, self.monitored = list(resume["curve"]), list(resume["monitor"])
+            self.train_seconds = resume["train_seconds"]
+            self.eval_seconds = resume["eval_seconds"]
+
+    def reach(
+        self,
+        checkpoint: int,
+        terms: dict[str, torch.Tensor],
+        batch: TensorDictBase,
+        train_seconds: float,
+        evaluated: tuple[dict[str, float], float] | None = None,
+    ) -> bool:
+        """Record the learning-curve point ``checkpoint``, reached with the last update's
+        ``terms`` on ``batch`` after ``train_seconds`` more of training; returns whether
+        the run ends here (its last point, or ``on_point`` stopped it early, that point's
+        evaluation being the final one).
+
+        ``evaluated``: the point's evaluation, ``(metrics, seconds)``, when made elsewhere
+        (a batched evaluation of several runs); else ``evaluate_policy`` makes it here.
+        """
+        self.done = checkpoint
+        self.train_seconds += train_seconds
         start = time.perf_counter()
         point = {"step": checkpoint, **{k: float(v) for k, v in terms.items()}}
-        if monitor is not None:
+        if self.monitor is not None:
             # The last training batch: monitoring draws nothing from the run's streams.
-            monitored.append({"step": checkpoint, **monitor(algo, batch)})
-        metrics = evaluate_policy(algo.policy, checkpoint == steps)
-        point.update(_curve_metrics(metrics))
-        curve.append(point)
-        eval_seconds += time.perf_counter() - start
-        stop = on_point is not None and bool(on_point(point, metrics))
-        if stop or checkpoint == steps:
-            final = metrics
-            break
-        if on_checkpoint is not None:
-            on_checkpoint(
-                _capture(
-                    algo, generator, device, done, curve, monitored, train_seconds, eval_seconds
+            self.monitored.append({"step": checkpoint, **self.monitor(self.algo, batch)})
+        final = checkpoint == self.steps
+        if evaluated is None:
+            metrics = self.evaluate_policy(self.algo.policy, final)
+        else:
+            metrics, seconds = evaluated
+            self.eval_seconds += seconds
+        point.update(curve_metrics(metrics))
+        self.curve.append(point)
+        self.eval_seconds += time.perf_counter() - start
+        if self.on_point is not None and bool(self.on_point(point, metrics)):
+            final = True
+        if final:
+            self.final = metrics
+            return True
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(
+                capture_state(
+                    self.algo,
+                    self.generator,
+                    self.device,
+                    self.done,
+                    self.curve,
+                    self.monitored,
+                    self.train_seconds,
+                    self.eval_seconds,
                 )
             )
-        start = time.perf_counter()
-    return {
-        "metrics": final,
-        "curve": curve,
-        "monitor": monitored,
-        "hparams": {k: _jsonable(v) for k, v in algo.hparams.items()},
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "train_rows": int(rows.numel()),
-        "policy": algo.policy,
-    }
+        return False
+
+    def result(self, train_rows: int) -> dict[str, Any]:
+        """The run's record fields and, under ``"policy"``, the trained policy module."""
+        return {
+            "metrics": self.final,
+            "curve": self.curve,
+            "monitor": self.monitored,
+            "hparams": {k: jsonable(v) for k, v in self.algo.hparams.items()},
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "train_rows": train_rows,
+            "policy": self.algo.policy,
+        }
 
 
-def _capture(
+def capture_state(
     algo: Any,
     generator: torch.Generator,
     device: torch.device,
@@ -234,7 +371,7 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _restore(
+def restore_state(
     state: dict[str, Any],
     algo: Any,
     generator: torch.Generator,
@@ -242,7 +379,7 @@ def _restore(
     *,
     resumable: list[int],
 ) -> int:
-    """Load a :func:`_capture` state into ``algo`` and the random streams; its step."""
+    """Load a :func:`capture_state` state into ``algo`` and the random streams; its step."""
     fields = (
         *("step", "loss_modules", "policy", "optimizer", "sampler_rng", "torch_rng"),
         *("curve", "monitor", "train_seconds", "eval_seconds"),
@@ -275,16 +412,16 @@ def _restore(
     return state["step"]
 
 
-def _curve_metrics(metrics: dict[str, float]) -> dict[str, float]:
+def curve_metrics(metrics: dict[str, float]) -> dict[str, float]:
     keep = ("reward", "latent_reward", "regret", "hit_rate", "validation_hit_rate")
     return {f"eval_{k}": metrics[k] for k in keep if k in metrics}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     return repr(value)

@@ -96,6 +96,17 @@ def add_bench_command(subparsers) -> None:
         "default: a local Ray",
     )
     parser.add_argument(
+        "--max-stack",
+        type=int,
+        help="at most this many runs of one algorithm train as one batched model "
+        "(default 64; 1: every run alone)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the stacked updates (off by default: see the README's timings)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="if another benchmark is writing --out, wait for it to finish (default: stop, "
@@ -169,7 +180,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from drpo_rl.benchmark.grid import run_benchmark
+    from drpo_rl.benchmark.grid import DEFAULT_MAX_STACK, run_benchmark
     from drpo_rl.benchmark.report import write_report
     from drpo_rl.console import quiet_torchrl
 
@@ -220,6 +231,8 @@ def _bench(args: argparse.Namespace) -> int:
         wait=args.wait,
         backend=args.backend,
         address=args.address,
+        max_stack=DEFAULT_MAX_STACK if args.max_stack is None else args.max_stack,
+        compile=args.compile,
     )
     ope = None
     if args.ope:

@@ -10,14 +10,15 @@ proportional to ``num_users`` is kept, so a million users is a loop of chunks.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
-from torchrl.envs import EnvBase
+from torchrl.envs import EnvBase, SerialEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
@@ -258,32 +259,105 @@ def rollout_metrics(
 ) -> OnlineMetrics:
     """:func:`evaluate` on a built env, returning the accumulator (to merge several)."""
     steps = evaluation_steps(env, max_steps)
-    chunk = int(env.batch_size[0])
     env.set_seed(seed)
+    own_env = _bound_to(policy, env)
+    try:
+        (metrics,) = _roll(policy, env, [env], num_users, steps, device, price, progress)
+    finally:
+        if own_env is not None:
+            policy.bind(own_env)
+    return metrics
 
-    metrics = empty_metrics(env, steps, price)
+
+class EnvStack:
+    """Built envs of one batch size ``[users]`` side by side: one TorchRL ``SerialEnv`` of
+    batch ``[len(envs), users]``, built once (building one checks every env's specs) and
+    reused by :func:`evaluate_stacked`.
+
+    Example:
+        >>> stack = EnvStack([evaluation_env("UserSession", 10) for _ in range(3)])
+        >>> stack.env.batch_size, len(stack.envs)
+        (torch.Size([3, 10]), 3)
+        >>> EnvStack([evaluation_env("UserSession", 10), evaluation_env("UserSession", 20)])
+        Traceback (most recent call last):
+        ...
+        ValueError: envs: expected one one-dimensional batch size, got [(10,), (20,)]
+    """
+
+    def __init__(self, envs: Sequence[EnvBase]) -> None:
+        sizes = sorted({tuple(env.batch_size) for env in envs})
+        if len(sizes) != 1 or len(sizes[0]) != 1:
+            raise ValueError(f"envs: expected one one-dimensional batch size, got {sizes}")
+        self.envs = list(envs)
+        self.env = SerialEnv(len(self.envs), [functools.partial(_same, e) for e in self.envs])
+
+
+def _same(env: EnvBase) -> EnvBase:
+    return env
+
+
+def evaluate_stacked(
+    policy: Callable[[TensorDictBase], TensorDictBase],
+    envs: Sequence[EnvBase] | EnvStack,
+    *,
+    num_users: int,
+    seeds: Sequence[int],
+    device: str | torch.device = "cpu",
+    price: float = 5.0,
+    max_steps: int | None = None,
+) -> list[dict[str, float | int]]:
+    """:func:`evaluate` of several policies at once, in one batched rollout.
+
+    ``envs[k]`` (built envs of one batch size, e.g. by :func:`evaluation_env`, or their
+    :class:`EnvStack`) is re-seeded with ``seeds[k]`` and becomes slice ``k`` of one
+    TorchRL ``SerialEnv`` (batch ``[K, users]``); ``policy`` acts on the whole
+    ``[K, users]`` batch at once (e.g. the runs of a
+    :class:`~drpo_rl.algorithms.stacked.StackedAlgorithm`, each on its slice). Returns the
+    metrics of each slice: those :func:`evaluate` gives for that slice's policy on
+    ``envs[k]`` with ``seeds[k]``.
+    """
+    check_int("num_users", num_users)
+    check_int("max_steps", max_steps, optional=True)
+    device = check_device(device)
+    stack = envs if isinstance(envs, EnvStack) else EnvStack(envs)
+    if len(stack.envs) != len(seeds):
+        raise ValueError(
+            f"envs, seeds: expected one seed per env, got {len(stack.envs)} envs and "
+            f"{len(seeds)} seeds"
+        )
+    for env, seed in zip(stack.envs, seeds, strict=True):
+        env.set_seed(seed)
+    steps = evaluation_steps(stack.envs[0], max_steps)
+    rolled = _roll(policy, stack.env, stack.envs, num_users, steps, device, price, False)
+    return [part_metrics.result() for part_metrics in rolled]
+
+
+def _roll(policy, env, parts, num_users, steps, device, price, progress) -> list[OnlineMetrics]:
+    """Roll ``policy`` through ``env`` (one of ``parts``, or their ``SerialEnv``) in chunks
+    of its users; the accumulated metrics of each part."""
+    chunk = int(parts[0].batch_size[0])
+    metrics = [empty_metrics(part, steps, price) for part in parts]
     num_chunks = math.ceil(num_users / chunk)
+    frames = len(parts) * chunk * steps
     collector = Collector(
         env,
         policy,
-        frames_per_batch=chunk * steps,
-        total_frames=chunk * steps * num_chunks,
+        frames_per_batch=frames,
+        total_frames=frames * num_chunks,
         device=device,
-        **collector_options(env, policy, steps),
+        **collector_options(parts[0], policy, steps),
     )
     remaining = num_users
-    own_env = _bound_to(policy, env)
     try:
         with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
             bar = tqdm(
                 collector, total=num_chunks, desc="evaluate", unit="chunk", disable=not progress
             )
             for batch in bar:
-                batch = batch.reshape(chunk, steps)
-                metrics.update(batch, num_users=min(remaining, chunk))
+                batch = batch.reshape(len(parts), chunk, steps)
+                for part, part_metrics in enumerate(metrics):
+                    part_metrics.update(batch[part], num_users=min(remaining, chunk))
                 remaining -= chunk
     finally:
         collector.shutdown(close_env=False)
-        if own_env is not None:
-            policy.bind(own_env)
     return metrics

@@ -197,9 +197,9 @@ def top_fraction_mask(
     # gather, not indexing with a 0-d tensor: that would be a data-dependent .item().
     boundary = (start + keep - 1).reshape(-1)
     threshold_sorted = scores.gather(0, order.gather(0, boundary))
-    kept = torch.empty_like(kept_sorted).scatter_(0, order, kept_sorted)
+    kept = torch.empty_like(kept_sorted).scatter(0, order, kept_sorted)
     if groups is None:
         threshold = threshold_sorted.expand_as(scores)
     else:
-        threshold = torch.empty_like(scores).scatter_(0, order, threshold_sorted)
+        threshold = torch.empty_like(scores).scatter(0, order, threshold_sorted)
     return kept, threshold

@@ -9,9 +9,10 @@ it drives, checks its inputs first: an empty batch, and any float entry it reads
 raise a ``ValueError`` naming the entry and how many rows. Nothing is clipped or dropped
 quietly: rescale such rewards, or leave those rows out.
 
-The check runs eagerly: inside ``torch.compile`` it is skipped (data-dependent errors
-cannot be traced), so check a batch eagerly before a compiled step if its source is not
-trusted.
+The check runs eagerly: inside ``torch.compile`` and under ``torch.func`` transforms
+(``vmap``: a stack of runs) it is skipped (data-dependent errors cannot be traced or
+batched), so check a batch eagerly before such a step if its source is not trusted (the
+stacked runs of :class:`~drpo_rl.algorithms.stacked.StackedAlgorithm` do).
 
 Example:
     >>> import torch
@@ -77,7 +78,7 @@ def check_batch(
         batch_shape: the batch's shape, when it is not ``tensordict.batch_size`` (a loss
             may be called with a batch-less tensordict of ``[B, 1]`` rewards).
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or _transformed(tensordict):
         return
     batch_shape = tensordict.batch_size if batch_shape is None else torch.Size(batch_shape)
     rows = batch_shape.numel()
@@ -116,3 +117,11 @@ def check_batch(
                 "overflow the squared critic losses in float32: rescale them, or leave those "
                 "rows out of the batch."
             )
+
+
+def _transformed(tensordict: TensorDictBase) -> bool:
+    """Whether ``tensordict`` holds tensors of a ``torch.func`` transform (e.g. ``vmap``)."""
+    for value in tensordict.values(True, True):
+        if isinstance(value, torch.Tensor):
+            return torch._C._functorch.is_functorch_wrapped_tensor(value)
+    return False
