@@ -149,6 +149,9 @@ def test_lmbda_outside_0_1_or_without_the_td_score_is_refused_at_config_time():
         resolve_options("crr", score="return_to_go", lmbda=0.9)
     with pytest.raises(ValueError, match=r"hparams of 'awr': lmbda: expected .* got 2"):
         make_config("tiny", algorithms=("awr",), hparams={"awr": {"score": "td", "lmbda": 2}})
+    # On session logs the check sees the score the run trains with (return-to-go).
+    with pytest.raises(ValueError, match="got lmbda=0.9 with score='return_to_go'"):
+        make_config("tiny", env="UserSession", algorithms=("awr",), hparams={"awr": {"lmbda": 0.9}})
     assert resolve_options("apg", score="td", lmbda=1.0)["lmbda"] == 1.0
 
 

@@ -213,8 +213,10 @@ class BenchmarkConfig:
         from drpo_rl.algorithms.registry import check_logged_keys, resolve_options
         from drpo_rl.data.generate import logged_keys
 
-        for row, row_hparams in self.hparams.items():
-            # The transformer policy is checked against the env's observation too.
+        for row in self.hparams:
+            # What the run trains with (session defaults included) is what is checked; the
+            # transformer policy against the env's observation too.
+            row_hparams = self.algorithm_hparams(row)
             env = self.env_spec.make() if row_hparams.get("policy") == "transformer" else None
             try:
                 resolve_options(trained_algorithm(row), env, **row_hparams)
