@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the project, as one script with a time budget: a smoke run, then
 # `drpo-rl bench --preset paper` (both scenarios, every algorithm, 5 seeds), then the
-# throughput benchmarks at GPU scale, each only while the budget lasts.
+# throughput benchmarks at GPU scale (stacked runs included), each only while the budget
+# lasts.
 #
 #   benchmarks/gpu_checks.sh RESULTS_DIR [BUDGET_SECONDS] [DEVICE] [WORKERS]
 #
@@ -56,9 +57,10 @@ print('cuda available:', torch.cuda.is_available(), torch.cuda.device_count())
 step smoke: tiny benchmark on "$device"
 cli bench --preset tiny --device "$device" --out "$out/tiny" --no-plots --no-progress || exit 1
 
-# The main job, with 90 s kept for the throughput benchmarks and the archive.
+# The main job (runs of one algorithm stacked, the default), with 105 s kept for the
+# throughput benchmarks and the archive.
 step "paper benchmark on $device ($workers workers)"
-within 90 "$python" -m drpo_rl.cli bench "${paper[@]}" --device "$device" --workers "$workers" \
+within 105 "$python" -m drpo_rl.cli bench "${paper[@]}" --device "$device" --workers "$workers" \
   --out "$bench_dir" --no-progress
 echo "bench exit code: $? (124: stopped by the budget; re-run to resume)"
 echo "finished runs: $(find "$bench_dir/runs" -name 'seed-*.json' 2>/dev/null | wc -l)"
@@ -67,6 +69,9 @@ tar -czf "$bench_dir.tar.gz" -C "$out" --exclude=logs "paper-$device"
 tar -czf "$bench_dir-records.tar.gz" -C "$out" --exclude=logs --exclude='*.pt' "paper-$device"
 ls -l "$bench_dir"*.tar.gz
 
+step stacked runs: runs x steps per second of stacks of 1, 8, 64 against one run
+within 90 "$python" benchmarks/stacked_runs.py --device "$device" --algorithms drpo awr \
+  --stacks 1 8 64 --steps 20
 step evaluation throughput
 within 60 "$python" benchmarks/eval_throughput.py --device "$device" "${users[@]}"
 step environment throughput

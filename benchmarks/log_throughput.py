@@ -30,7 +30,7 @@ from torchrl.data import ReplayBuffer
 import envs
 from drpo_rl.data import OfflineLogs, generate_logs
 from drpo_rl.data.behavior import BehaviorMixture
-from drpo_rl.data.generate import LOG_KEYS, SESSION_KEYS, _collect, _make_collector
+from drpo_rl.data.generate import LOG_KEYS, SESSION_KEYS, collect, make_collector
 from drpo_rl.data.scenarios import scenario_weights
 from drpo_rl.data.staging import StagedDataset
 
@@ -41,7 +41,14 @@ def _sync(device: torch.device) -> None:
 
 
 def _make(args, seed=0):
-    env = envs.make_env(args.env, num_envs=args.num_envs, device=args.device, seed=seed)
+    # The env as generate_logs builds it: the noiseless reward is one of the stored keys.
+    env = envs.make_env(
+        args.env,
+        num_envs=args.num_envs,
+        device=args.device,
+        seed=seed,
+        privileged=("latent_reward",),
+    )
     policy = BehaviorMixture.from_weights(
         env,
         scenario_weights(args.scenario),
@@ -75,10 +82,10 @@ def pipeline(args, root: Path) -> tuple[float, float]:
     with StagedDataset(root / "pipeline") as staged:
         buffer = ReplayBuffer(storage=staged.make_storage(rows, ndim=2 if session else 1))
         start = time.perf_counter()
-        collector = _make_collector(env, policy, rows)
+        collector = make_collector(env, policy, rows)
         setup = time.perf_counter() - start
         start = time.perf_counter()
-        for batch in _collect(collector, rows, keys, flatten=not session):
+        for batch in collect(collector, rows, keys, session=session):
             buffer.extend(batch)
         elapsed = time.perf_counter() - start
         # not committed: the staging folder is removed on exit

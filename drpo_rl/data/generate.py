@@ -50,6 +50,9 @@ from envs import EnvSpec
 from envs.common.checks import check_int, check_number, fail, is_int
 from envs.devices import check_device
 
+# The pieces of generate_logs that the sharded writer (drpo_rl.distributed.logs) and the
+# logging benchmark reuse are public too: collect, make_collector, resolve_num_envs,
+# derived_seeds, check_same_request, to_json, versions.
 __all__ = ["DEFAULT_SESSION_GAMMA", "LOG_KEYS", "SESSION_KEYS", "generate_logs", "logged_keys"]
 
 #: Keys stored for every interaction; of the env's privileged truth, only the noiseless
@@ -161,16 +164,16 @@ def generate_logs(
     spec = env_name if isinstance(env_name, EnvSpec) else EnvSpec(env_name, env_overrides)
     if isinstance(env_name, EnvSpec) and env_overrides:
         raise ValueError("env_overrides only apply when env_name is a name, not an EnvSpec")
-    env_seed, behavior_seed = _derived_seeds(seed)
+    env_seed, behavior_seed = derived_seeds(seed)
     session = spec.config.dynamics().max_length > 1
-    num_envs = _resolve_num_envs(num_envs, num_samples, session)
+    num_envs = resolve_num_envs(num_envs, num_samples, session)
     # "latent_reward" is logged for analysis; no learner reads it.
     env = spec.make(num_envs=num_envs, device=device, seed=env_seed, privileged=("latent_reward",))
     generator = torch.Generator(device=device).manual_seed(behavior_seed)
     policy = BehaviorMixture.from_weights(
         env, weights, agent_options=agent_options, action_noise=action_noise, generator=generator
     )
-    request = _to_json(
+    request = to_json(
         {
             "env": {"name": type(env).__name__, "config": dataclasses.asdict(env.config)},
             "scenario": {"name": scenario_name(scenario), "weights": weights},
@@ -184,7 +187,7 @@ def generate_logs(
     buffer_kwargs = {"batch_size": batch_size, "sampler": sampler, "transform": transform}
     if OfflineLogs.is_complete(path):
         stored = OfflineLogs(path, **buffer_kwargs)
-        _check_same_request(path, stored.metadata, request)
+        check_same_request(path, stored.metadata, request)
         return stored
 
     keys = LOG_KEYS + (SESSION_KEYS if session else ())  # the order they are stored in
@@ -195,17 +198,17 @@ def generate_logs(
         "keys": [list(key) if isinstance(key, tuple) else key for key in keys],
         "agent_ids": {agent.name: agent.agent_id for agent in policy.agents},
         "device": str(device),
-        "versions": _versions(),
+        "versions": versions(),
     }
     with StagedDataset(path) as staged:
         storage = staged.make_storage(num_samples, ndim=2 if session else 1)
         writer = ReplayBuffer(storage=storage)
         with tqdm(total=num_samples, unit="rows", disable=not progress, desc="logs") as bar:
             # Sessions: TorchRL's StepCounter writes each step's index in its session.
-            collector = _make_collector(
+            collector = make_collector(
                 TransformedEnv(env, StepCounter()) if session else env, policy, num_samples
             )
-            for batch in _collect(collector, num_samples, keys, session=session):
+            for batch in collect(collector, num_samples, keys, session=session):
                 writer.extend(batch)
                 bar.update(batch.batch_size.numel())
         if session:
@@ -224,7 +227,7 @@ def logged_keys(session: bool) -> set:
     return set(LOG_KEYS + (SESSION_KEYS if session else ()))
 
 
-def _make_collector(env: Any, policy: BehaviorMixture, num_samples: int) -> Collector:
+def make_collector(env: Any, policy: BehaviorMixture, num_samples: int) -> Collector:
     """A collector of ``env`` under ``policy`` in batches of about ``_ROWS_PER_BATCH`` rows."""
     num_envs = env.batch_size[0]
     steps_total = math.ceil(num_samples / num_envs)
@@ -242,7 +245,7 @@ def _make_collector(env: Any, policy: BehaviorMixture, num_samples: int) -> Coll
     )
 
 
-def _collect(
+def collect(
     collector: Collector, num_samples: int, keys: tuple, *, session: bool
 ) -> Iterator[TensorDictBase]:
     """Yields CPU batches of ``keys`` adding up to exactly ``num_samples`` interactions.
@@ -290,7 +293,7 @@ def _store_return_to_go(storage: Any, gamma: float) -> None:
     data[RETURN_TO_GO_KEY].copy_(value)
 
 
-def _resolve_num_envs(num_envs: int | None, num_samples: int, session: bool) -> int:
+def resolve_num_envs(num_envs: int | None, num_samples: int, session: bool) -> int:
     if num_envs is None:
         if not session:
             return min(num_samples, _DEFAULT_BANDIT_ENVS)
@@ -303,14 +306,14 @@ def _resolve_num_envs(num_envs: int | None, num_samples: int, session: bool) -> 
     return num_envs
 
 
-def _derived_seeds(seed: int) -> tuple[int, int]:
+def derived_seeds(seed: int) -> tuple[int, int]:
     """Two independent seeds from one: the env's and the behaviour's streams."""
     generator = torch.Generator().manual_seed(seed)
     env_seed, behavior_seed = torch.randint(2**62, (2,), generator=generator).tolist()
     return env_seed, behavior_seed
 
 
-def _check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[str, Any]) -> None:
+def check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[str, Any]) -> None:
     differences = []
     for field in _IDENTITY_FIELDS:
         differences += settings_differences(stored.get(field), request.get(field), f"{field}.")
@@ -321,18 +324,18 @@ def _check_same_request(path: Any, stored: Mapping[str, Any], request: Mapping[s
         )
 
 
-def _to_json(value: Any) -> Any:
+def to_json(value: Any) -> Any:
     """The JSON form of ``value``, as it reads back from metadata.json (inf as a string)."""
     if isinstance(value, Mapping):
-        return {str(key): _to_json(item) for key, item in value.items()}
+        return {str(key): to_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_json(item) for item in value]
+        return [to_json(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "format": str(FORMAT_VERSION)}
     for package in ("drpo-rl", "torch", "torchrl", "tensordict", "gymnasium", "numpy"):
         try:

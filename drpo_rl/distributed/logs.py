@@ -36,13 +36,13 @@ from drpo_rl.data.behavior import BehaviorMixture
 from drpo_rl.data.dataset import OfflineLogs
 from drpo_rl.data.generate import (
     LOG_KEYS,
-    _check_same_request,
-    _collect,
-    _derived_seeds,
-    _make_collector,
-    _resolve_num_envs,
-    _to_json,
-    _versions,
+    check_same_request,
+    collect,
+    derived_seeds,
+    make_collector,
+    resolve_num_envs,
+    to_json,
+    versions,
 )
 from drpo_rl.data.scenarios import scenario_name, scenario_weights
 from drpo_rl.data.staging import StagedDataset
@@ -57,8 +57,8 @@ __all__ = ["generate_sharded_logs"]
 
 def _shard_batches(spec: EnvSpec, weights, rows: range, seed: int, options) -> Iterator:
     """The CPU batches of one shard, as ``generate_logs`` makes them for ``len(rows)``."""
-    env_seed, behavior_seed = _derived_seeds(seed)
-    num_envs = _resolve_num_envs(options["num_envs"], len(rows), session=False)
+    env_seed, behavior_seed = derived_seeds(seed)
+    num_envs = resolve_num_envs(options["num_envs"], len(rows), session=False)
     env = spec.make(
         num_envs=num_envs, device=options["device"], seed=env_seed, privileged=("latent_reward",)
     )
@@ -70,8 +70,8 @@ def _shard_batches(spec: EnvSpec, weights, rows: range, seed: int, options) -> I
         action_noise=options["action_noise"],
         generator=generator,
     )
-    collector = _make_collector(env, policy, len(rows))
-    yield from _collect(collector, len(rows), LOG_KEYS, session=False)
+    collector = make_collector(env, policy, len(rows))
+    yield from collect(collector, len(rows), LOG_KEYS, session=False)
 
 
 def _describe(spec: EnvSpec, scenario, weights, seed, num_samples, shards, options):
@@ -80,7 +80,7 @@ def _describe(spec: EnvSpec, scenario, weights, seed, num_samples, shards, optio
     policy = BehaviorMixture.from_weights(
         env, weights, agent_options=options["agent_options"], action_noise=options["action_noise"]
     )
-    request = _to_json(
+    request = to_json(
         {
             "env": {"name": type(env).__name__, "config": dataclasses.asdict(env.config)},
             "scenario": {"name": scenario_name(scenario), "weights": weights},
@@ -105,7 +105,7 @@ def _describe(spec: EnvSpec, scenario, weights, seed, num_samples, shards, optio
             "seeds": "shard s: generate_logs(len(rows), seed=SeedSequence((seed, s)) >> 2)",
         },
         "device": str(options["device"]),
-        "versions": _versions(),
+        "versions": versions(),
     }
     return request, metadata
 
@@ -155,7 +155,7 @@ def generate_sharded_logs(
         raise ValueError(f"shards: expected at least one per rank ({world}), got {shards}")
     if OfflineLogs.is_complete(path):
         stored = OfflineLogs(path).metadata
-        _check_same_request(path, stored, request)
+        check_same_request(path, stored, request)
         stored_shards = stored.get("shards", {}).get("count")
         if stored_shards != shards:
             raise ValueError(

@@ -109,7 +109,7 @@ def test_reopening_loads_without_generating(tmp_path, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("generate_logs collected again instead of loading")
 
-    monkeypatch.setattr(generate_module, "_collect", no_generation)
+    monkeypatch.setattr(generate_module, "collect", no_generation)
     again = _bandit(tmp_path / "logs", n=1000, batch_size=16)
     assert again.sample().shape == (16,)
     for key in LOG_KEYS:
@@ -245,7 +245,7 @@ def test_arguments_are_checked_before_any_env_is_built(tmp_path, monkeypatch, ch
 
 
 def _generate_and_hang(path, written):
-    real = generate_module._collect
+    real = generate_module.collect
 
     def slow(*args, **kwargs):
         for batch in real(*args, **kwargs):
@@ -253,7 +253,7 @@ def _generate_and_hang(path, written):
             written.set()
             time.sleep(60)
 
-    generate_module._collect = slow
+    generate_module.collect = slow
     _bandit(path, n=4000, num_envs=100)
 
 

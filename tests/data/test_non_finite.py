@@ -110,7 +110,7 @@ def test_large_finite_values_whose_sum_overflows_are_accepted(tmp_path):
 
 
 def test_generate_logs_fails_before_the_marker_when_the_env_yields_nan(tmp_path, monkeypatch):
-    real_collect = generate_module._collect
+    real_collect = generate_module.collect
     batches = []
 
     def nan_rewards(*args, **kwargs):
@@ -120,7 +120,7 @@ def test_generate_logs_fails_before_the_marker_when_the_env_yields_nan(tmp_path,
             batches.append(batch.batch_size)
             yield batch
 
-    monkeypatch.setattr(generate_module, "_collect", nan_rewards)
+    monkeypatch.setattr(generate_module, "collect", nan_rewards)
     path = tmp_path / "logs"
     with pytest.raises(ValueError, match=r"column \('next', 'reward'\): row 7: .* found nan"):
         generate_logs(
