@@ -145,10 +145,9 @@ def test_killed_benchmark_resumes_from_its_checkpoint(uninterrupted, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
+        # No wall-clock bound: a benchmark that never reaches its hang is pytest's timeout.
         while not hanging.exists():
             assert process.poll() is None, "the benchmark ended before it hung"
-            assert time.monotonic() < deadline, "the benchmark did not hang within 120 s"
             time.sleep(0.1)
     finally:
         process.kill()

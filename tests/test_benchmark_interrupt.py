@@ -115,10 +115,9 @@ def interrupt_bench(out: Path, signum: int, *, whole_group: bool):
         signal.signal(signal.SIGINT, ignored)
     seen: dict[int, str] = {}
     try:
-        deadline = time.monotonic() + 120
+        # No wall-clock bound: a benchmark that never finishes a run is pytest's timeout.
         while not list((out / "runs").glob("*/*/seed-*.json")):
             assert process.poll() is None, stderr_path.read_text()
-            assert time.monotonic() < deadline, "no run finished within 120 s"
             time.sleep(0.05)
         seen = {pid: command_line(pid) for pid in descendants(process.pid)}
         if whole_group:

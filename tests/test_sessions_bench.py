@@ -86,7 +86,6 @@ def test_the_example_trains_drpo_on_sessions_at_a_tiny_size(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
-        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final evaluation of drpo after 4 steps (50 users)" in proc.stdout

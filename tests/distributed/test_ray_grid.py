@@ -63,7 +63,7 @@ def test_a_ray_grid_gives_the_records_of_the_process_pool_which_needs_no_ray(tmp
             config, tmp_path / "ray", progress=False, backend="ray", echo=seen.append
         )
     finally:
-        out, err = pool.communicate(timeout=300)
+        out, err = pool.communicate()
     # The Ray it started is shut down, and this process's signal handlers are as they were.
     assert not ray.is_initialized()
     assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers

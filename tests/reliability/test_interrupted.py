@@ -70,14 +70,11 @@ def _start_generation_in_a_fresh_interpreter(path, marker):
     )
 
 
-def _wait_for_rows_written(marker, child, timeout=300.0):
-    """The rows the child wrote before it paused (a timeout only against a hang)."""
-    deadline = time.monotonic() + timeout
+def _wait_for_rows_written(marker, child):
+    """The rows the child wrote before it paused (a hang is left to pytest's timeout)."""
     while not marker.exists():
         if child.poll() is not None:
             pytest.fail(f"the generation ended before the kill: {child.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail("the generation never reached its pause")
         time.sleep(0.1)
     return int(marker.read_text())
 
