@@ -38,6 +38,8 @@ from tensordict import TensorDictBase
 
 from drpo_rl.data.layout import BEHAVIOR_LOG_PROB_KEY
 from drpo_rl.evaluation import off_policy_evaluate
+from drpo_rl.evaluation.off_policy.estimators import Terms
+from drpo_rl.evaluation.off_policy.intervals import interval
 from drpo_rl.serving import CONFIG_FILE, POLICY_FILE, TABLES_FILE, item_scores, policy_specs
 from envs.common.checks import check_choice, check_int, check_number
 from envs.common.files import write_atomic
@@ -210,8 +212,9 @@ def logged_value(
 ) -> dict[str, Any]:
     """The behaviour policy's logged value on ``rows``: the mean reward per row, with a
     ``1 - alpha`` percentile interval from a bootstrap over trajectories (rows of one
-    trajectory are not independent, so whole trajectories are resampled, with Poisson(1)
-    weights).
+    trajectory are not independent, so whole trajectories are resampled: the mean is the
+    ratio of the trajectories' reward sums to their sizes, bootstrapped as the off-policy
+    estimators' ratios are, :func:`~drpo_rl.evaluation.off_policy.intervals.interval`).
 
     Example:
         >>> from tensordict import TensorDict
@@ -231,19 +234,12 @@ def logged_value(
     count = int(group.max()) + 1
     sums = torch.zeros(count, dtype=torch.float64).index_add_(0, group, reward)
     sizes = torch.bincount(group, minlength=count).double()
-    generator = torch.Generator().manual_seed(seed)
-    means = []
-    for start in range(0, replicates, 64):
-        weights = torch.poisson(
-            torch.ones(min(64, replicates - start), count, dtype=torch.float64), generator
-        )
-        means.append((weights @ sums) / (weights @ sizes).clamp_min(1))
-    means = torch.cat(means)
-    low, high = torch.quantile(means, torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64))
+    ratio = Terms(a=sums[:, None], b=sizes[:, None])
+    low, high, _ = interval(ratio, "bootstrap", alpha=alpha, num_bootstrap=replicates, seed=seed)
     return {
         "value": float(reward.mean()),
-        "low": float(low),
-        "high": float(high),
+        "low": low,
+        "high": high,
         "alpha": alpha,
         "rows": int(reward.numel()),
         "trajectories": count,
